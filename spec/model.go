@@ -18,6 +18,8 @@ type Project struct {
 	// Order lists the enabled images, parents before children, otherwise in
 	// images.yml order.
 	Order []string
+	// Names lists every image, enabled or not, in images.yml order.
+	Names []string
 }
 
 // Image is an images.yml entry with every inheritable field resolved through

@@ -1,0 +1,79 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/overthink/ov/spec"
+)
+
+// ListCmd lists parts of the project, one per line on stdout.
+type ListCmd struct {
+	Images   ListImagesCmd   `cmd:"" help:"Enabled images, in images.yml order."`
+	Layers   ListLayersCmd   `cmd:"" help:"Layers (directories under layers/), sorted."`
+	Targets  ListTargetsCmd  `cmd:"" help:"Build targets: enabled images in build order (base images first)."`
+	Services ListServicesCmd `cmd:"" help:"Layers with a supervisord service, sorted."`
+	Routes   ListRoutesCmd   `cmd:"" help:"Layers with a traefik route, as: layer host port."`
+}
+
+type (
+	ListImagesCmd   struct{}
+	ListLayersCmd   struct{}
+	ListTargetsCmd  struct{}
+	ListServicesCmd struct{}
+	ListRoutesCmd   struct{}
+)
+
+// listLines loads the project and prints the lines lines returns.
+func listLines(g *Globals, lines func(p *spec.Project) []string) error {
+	p, err := loadProject(g)
+	if err != nil {
+		return err
+	}
+	for _, l := range lines(p) {
+		if _, err := fmt.Fprintln(g.Stdout, l); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *ListImagesCmd) Run(g *Globals) error {
+	return listLines(g, func(p *spec.Project) (out []string) {
+		for _, name := range p.Names {
+			if p.Image(name).Enabled {
+				out = append(out, name)
+			}
+		}
+		return out
+	})
+}
+
+func (c *ListLayersCmd) Run(g *Globals) error {
+	return listLines(g, (*spec.Project).LayerNames)
+}
+
+func (c *ListTargetsCmd) Run(g *Globals) error {
+	return listLines(g, func(p *spec.Project) []string { return p.Order })
+}
+
+func (c *ListServicesCmd) Run(g *Globals) error {
+	return listLines(g, func(p *spec.Project) (out []string) {
+		for _, name := range p.LayerNames() {
+			if p.Layer(name).Service != "" {
+				out = append(out, name)
+			}
+		}
+		return out
+	})
+}
+
+func (c *ListRoutesCmd) Run(g *Globals) error {
+	return listLines(g, func(p *spec.Project) (out []string) {
+		for _, name := range p.LayerNames() {
+			if r := p.Layer(name).Route; r != nil {
+				out = append(out, fmt.Sprintf("%s %s %d", name, r.Host, r.Port))
+			}
+		}
+		return out
+	})
+}

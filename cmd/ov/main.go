@@ -1,0 +1,140 @@
+// Command ov builds composable container images from a library of layers.
+//
+// This file holds the command-line grammar (Kong) and exit-code handling;
+// each command lives in its own file with its Run method.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/alecthomas/kong"
+
+	"github.com/overthink/ov/spec"
+)
+
+// CLI is ov's command line.
+//
+// To add a command: write <command>.go with a <Command>Cmd struct and a
+// `Run(g *Globals) error` method, and add ONE field line for it below, in the
+// marked block. Use loadProject(g) to read the project, g.Stdout/g.Stderr for
+// output, g.CalVer() for the invocation's version, and userErrorf for errors
+// that are the user's (exit 1) rather than ov's (exit 2).
+type CLI struct {
+	Globals
+
+	Validate ValidateCmd `cmd:"" help:"Check images.yml and every layer; print all problems as file:line: message."`
+	Inspect  InspectCmd  `cmd:"" help:"Print an image's resolved configuration as JSON, or one field with --format."`
+	List     ListCmd     `cmd:"" help:"List images, layers, build targets, services or routes."`
+	New      NewCmd      `cmd:"" help:"Scaffold a new layer."`
+	Version  VersionCmd  `cmd:"" help:"Print the CalVer version of this moment (YYYY.DDD.HHMM, UTC)."`
+
+	// Commands added by other files go here, one line each, e.g.:
+	//   Generate GenerateCmd `cmd:"" help:"..."` // generate.go
+	//   Build    BuildCmd    `cmd:"" help:"..."` // build.go
+	//   Merge    MergeCmd    `cmd:"" help:"..."` // merge.go
+	//   Shell    ShellCmd    `cmd:"" help:"..."` // shell.go (and Start, Stop)
+	//   Pod      PodCmd      `cmd:"" help:"..."` // pod.go
+}
+
+// Globals are the flags every command sees, and the invocation's outputs and
+// time. Kong passes *Globals to every Run method.
+type Globals struct {
+	Dir string `short:"C" name:"dir" default:"." placeholder:"DIR" help:"Project directory, holding images.yml and layers/ (default: the current directory)."`
+
+	Stdout io.Writer `kong:"-"`
+	Stderr io.Writer `kong:"-"`
+	Now    time.Time `kong:"-"` // the invocation's time; versions derive from it once
+}
+
+// CalVer is the version of this invocation.
+func (g *Globals) CalVer() string { return spec.CalVer(g.Now) }
+
+// loadProject reads and validates the project in g.Dir. Its errors are
+// spec.Errors (exit 1) or internal (exit 2).
+func loadProject(g *Globals) (*spec.Project, error) { return spec.Load(g.Dir) }
+
+const description = `ov builds container images from a library of layers.
+
+A project is a directory with images.yml (the images: base, platforms, tag,
+layers, ...) and layers/<name>/ (one directory per layer: layer.yml plus
+install files such as root.yml, pixi.toml, package.json, Cargo.toml,
+user.yml). ov reads the project in the current directory, or in -C DIR.
+
+inspect, list and version print to stdout; everything else reports on stderr.
+Exit status: 0 success, 1 invalid project or usage, 2 internal error.`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr, time.Now()))
+}
+
+// exitCode carries Kong's exit (after --help) out of the parser.
+type exitCode int
+
+// run executes one ov invocation and returns its exit status.
+func run(args []string, stdout, stderr io.Writer, now time.Time) (code int) {
+	cli := CLI{Globals: Globals{Stdout: stdout, Stderr: stderr, Now: now}}
+	parser, err := kong.New(&cli,
+		kong.Name("ov"),
+		kong.Description(description),
+		kong.Writers(stdout, stderr),
+		kong.Exit(func(c int) { panic(exitCode(c)) }),
+		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
+		kong.Bind(&cli.Globals),
+	)
+	if err != nil {
+		fmt.Fprintf(stderr, "ov: internal error: %v\n", err)
+		return 2
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			c, ok := r.(exitCode)
+			if !ok {
+				panic(r)
+			}
+			code = int(c)
+		}
+	}()
+	ctx, err := parser.Parse(args)
+	if err != nil {
+		fmt.Fprintf(stderr, "ov: %v (see ov --help)\n", err)
+		return 1
+	}
+	return report(stderr, ctx.Run())
+}
+
+// report prints a command's error and returns the exit status for it.
+func report(stderr io.Writer, err error) int {
+	if err == nil {
+		return 0
+	}
+	var verrs spec.Errors
+	var verr *spec.Error
+	var uerr *userError
+	switch {
+	case errors.As(err, &verrs), errors.As(err, &verr):
+		fmt.Fprintln(stderr, err)
+		return 1
+	case errors.As(err, &uerr):
+		fmt.Fprintf(stderr, "ov: %v\n", err)
+		return 1
+	default:
+		fmt.Fprintf(stderr, "ov: internal error: %v\n", err)
+		return 2
+	}
+}
+
+// userError marks an error as the user's (bad argument, unknown image):
+// exit 1 instead of 2.
+type userError struct{ err error }
+
+func (e *userError) Error() string { return e.err.Error() }
+func (e *userError) Unwrap() error { return e.err }
+
+// userErrorf returns a user error (exit 1).
+func userErrorf(format string, args ...any) error {
+	return &userError{err: fmt.Errorf(format, args...)}
+}

@@ -1,0 +1,197 @@
+package spec
+
+import (
+	"fmt"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/containerd/platforms"
+	"github.com/distribution/reference"
+)
+
+// Value checks. They reject, with a message, anything that is not plainly a
+// valid value, so that names and values can be used as path components and
+// tokens in generated files. The emitters still escape everything.
+var (
+	nameRE    = regexp.MustCompile(`^[a-z0-9]+(-[a-z0-9]+)*$`)
+	envKeyRE  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	pkgRE     = regexp.MustCompile(`^[A-Za-z0-9_@/][A-Za-z0-9_.+:@~=/()*-]*$`)
+	optionRE  = regexp.MustCompile(`^--?[A-Za-z0-9][A-Za-z0-9_.=:,/+*-]*$`)
+	coprRE    = regexp.MustCompile(`^@?[A-Za-z0-9][A-Za-z0-9_.+-]*/[A-Za-z0-9][A-Za-z0-9_.+-]*$`)
+	repoRE    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.:-]*$`)
+	urlRE     = regexp.MustCompile(`^[A-Za-z0-9._~:/?#@!&+,;=%-]+$`)
+	tagRE     = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
+	userRE    = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
+	dnsRE     = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$`)
+	knownArch = []string{"amd64", "arm64", "arm", "386", "ppc64le", "s390x", "riscv64", "mips64le", "loong64"}
+)
+
+// ValidName reports whether s is a valid layer or image name: lowercase
+// letters and digits in hyphen-separated words ("my-layer").
+func ValidName(s string) bool { return nameRE.MatchString(s) }
+
+func checkName(kind, s string) error {
+	if !ValidName(s) {
+		return fmt.Errorf("invalid %s name %q: use lowercase letters, digits and single hyphens (like \"my-%s\")", kind, clip(s), kind)
+	}
+	return nil
+}
+
+// CheckTag reports whether tag can be used as an image tag ("auto" included),
+// for --tag flags.
+func CheckTag(tag string) error {
+	if !tagRE.MatchString(tag) {
+		return fmt.Errorf("invalid tag %q: use letters, digits, '_', '.' and '-' (at most 128, not starting with '.' or '-')", clip(tag))
+	}
+	return nil
+}
+
+func checkPort(p int) error {
+	if p < 1 || p > 65535 {
+		return fmt.Errorf("port %d is out of range (1-65535)", p)
+	}
+	return nil
+}
+
+// checkPortMapping accepts "port" and "host:container".
+func checkPortMapping(s string) error {
+	parts := strings.Split(s, ":")
+	if len(parts) > 2 {
+		return fmt.Errorf("invalid port mapping %q: use \"port\" or \"host:container\"", clip(s))
+	}
+	for _, part := range parts {
+		n, err := strconv.Atoi(part)
+		if err != nil || strings.HasPrefix(part, "+") || strings.HasPrefix(part, "-") {
+			return fmt.Errorf("invalid port mapping %q: use \"port\" or \"host:container\"", clip(s))
+		}
+		if err := checkPort(n); err != nil {
+			return fmt.Errorf("invalid port mapping %q: %v", clip(s), err)
+		}
+	}
+	return nil
+}
+
+// normalizePlatform parses an os/arch[/variant] platform and returns its
+// canonical form ("linux/aarch64" -> "linux/arm64").
+func normalizePlatform(s string) (string, error) {
+	bad := func(why string) (string, error) {
+		return "", fmt.Errorf("invalid platform %q: %s", clip(s), why)
+	}
+	if n := strings.Count(s, "/"); n < 1 || n > 2 {
+		return bad("use os/arch or os/arch/variant, like \"linux/amd64\"")
+	}
+	p, err := platforms.Parse(s)
+	if err != nil {
+		return bad("not a platform, use os/arch like \"linux/amd64\"")
+	}
+	p = platforms.Normalize(p)
+	if p.OS != "linux" {
+		return bad("only linux platforms are supported")
+	}
+	if !contains(knownArch, p.Architecture) {
+		return bad("unknown architecture " + strconv.Quote(clip(p.Architecture)))
+	}
+	return platforms.Format(p), nil
+}
+
+// checkBase accepts an external image reference ("quay.io/fedora/fedora:43",
+// "ubuntu:24.04", with or without a digest).
+func checkBase(s string) error {
+	if _, err := reference.ParseNormalizedNamed(s); err != nil {
+		return fmt.Errorf("base %q is neither an image in images.yml nor a valid image reference", clip(s))
+	}
+	return nil
+}
+
+// checkRegistry accepts a repository prefix such as "ghcr.io/owner" or
+// "localhost:5000".
+func checkRegistry(s string) error {
+	named, err := reference.ParseNormalizedNamed(s + "/x")
+	if err != nil || !reference.IsNameOnly(named) {
+		return fmt.Errorf("invalid registry %q: use a repository prefix like \"ghcr.io/owner\"", clip(s))
+	}
+	return nil
+}
+
+func checkUser(s string) error {
+	if !userRE.MatchString(s) {
+		return fmt.Errorf("invalid user name %q: use lowercase letters, digits, '_' and '-', starting with a letter or '_'", clip(s))
+	}
+	return nil
+}
+
+func checkID(what string, v int) error {
+	if v < 0 || v > 2147483647 {
+		return fmt.Errorf("%s %d is out of range (0-2147483647)", what, v)
+	}
+	return nil
+}
+
+func checkPkg(s string) error {
+	if s != "rpm" && s != "deb" {
+		return fmt.Errorf("pkg must be \"rpm\" or \"deb\", got %q", clip(s))
+	}
+	return nil
+}
+
+func checkPackage(what, s string) error {
+	if !pkgRE.MatchString(s) {
+		return fmt.Errorf("invalid %s %q: use letters, digits and . _ + - @ : ~ = / ( ) *", what, clip(s))
+	}
+	return nil
+}
+
+func checkOption(s string) error {
+	if !optionRE.MatchString(s) {
+		return fmt.Errorf("invalid dnf option %q: use a flag like \"--setopt=tsflags=noscripts\"", clip(s))
+	}
+	return nil
+}
+
+func checkCopr(s string) error {
+	if !coprRE.MatchString(s) {
+		return fmt.Errorf("invalid copr repository %q: use \"owner/project\"", clip(s))
+	}
+	return nil
+}
+
+func checkRepoName(s string) error {
+	if !repoRE.MatchString(s) {
+		return fmt.Errorf("invalid repository name %q: use letters, digits and . _ : -", clip(s))
+	}
+	return nil
+}
+
+func checkURL(what, s string, schemes ...string) error {
+	u, err := url.Parse(s)
+	if err != nil || !urlRE.MatchString(s) || !contains(schemes, u.Scheme) || (u.Scheme != "file" && u.Host == "") {
+		return fmt.Errorf("invalid %s %q: use a %s URL without spaces or quotes", what, clip(s), strings.Join(schemes, "/"))
+	}
+	return nil
+}
+
+func checkHost(s string) error {
+	if len(s) > 253 || !dnsRE.MatchString(s) {
+		return fmt.Errorf("invalid route host %q: use a DNS name like \"app.localhost\"", clip(s))
+	}
+	return nil
+}
+
+func checkEnvKey(s string) error {
+	if s == "PATH" {
+		return fmt.Errorf("env must not set PATH directly (use path_append)")
+	}
+	if !envKeyRE.MatchString(s) {
+		return fmt.Errorf("invalid env name %q: use letters, digits and '_', not starting with a digit", clip(s))
+	}
+	return nil
+}
+
+func checkPathEntry(s string) error {
+	if s == "" || strings.ContainsAny(s, ":\n\r\x00") {
+		return fmt.Errorf("invalid path_append entry %q: a non-empty directory without ':' or newlines", clip(s))
+	}
+	return nil
+}

@@ -1,0 +1,500 @@
+package spec
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"sort"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+var (
+	layerKeys = []string{"depends", "env", "path_append", "ports", "route", "service", "rpm", "deb"}
+	rpmKeys   = []string{"packages", "copr", "repos", "exclude", "options"}
+	repoKeys  = []string{"name", "url", "gpgkey"}
+	debKeys   = []string{"packages"}
+	routeKeys = []string{"host", "port"}
+
+	// PixiManifests are the pixi manifests a layer may have, in the priority
+	// order pixi itself uses.
+	PixiManifests = []string{"pixi.toml", "pyproject.toml", "environment.yml"}
+)
+
+// layerSrc is what validation needs beyond the model: where each depends
+// entry was written.
+type layerSrc struct {
+	file        string // "layers/<name>/layer.yml" or "layers/<name>"
+	dependsLine []int
+}
+
+// readLayers scans layers/ and reads every layer directory. A missing
+// layers/ is an empty library (images that use layers then fail on them).
+func (l *loader) readLayers() error {
+	entries, err := fs.ReadDir(l.fsys, "layers")
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("reading layers/: %w", err)
+	}
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		isDir := e.IsDir()
+		if e.Type()&fs.ModeSymlink != 0 { // a symlinked layer directory
+			fi, err := fs.Stat(l.fsys, "layers/"+e.Name())
+			isDir = err == nil && fi.IsDir()
+		}
+		if !isDir {
+			continue
+		}
+		if err := l.readLayer(e.Name()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (l *loader) readLayer(name string) error {
+	rel := "layers/" + name
+	layer := &Layer{Name: name, Dir: path.Join(l.dir, rel), Pos: Pos{File: rel}}
+	src := &layerSrc{file: rel}
+	if err := checkName("layer", name); err != nil {
+		l.errs.add(Pos{File: rel}, "%v", err)
+		return nil // the name is unusable; don't report its contents
+	}
+	l.layers[name] = layer
+	l.layerSrc[name] = src
+
+	data, err := fs.ReadFile(l.fsys, rel+"/layer.yml")
+	switch {
+	case err == nil:
+		src.file = rel + "/layer.yml"
+		layer.Pos = Pos{File: src.file, Line: 1}
+		l.parseLayerYAML(layer, src, data)
+	case errors.Is(err, fs.ErrNotExist):
+	default:
+		return fmt.Errorf("reading %s/layer.yml: %w", rel, err)
+	}
+	return l.detectFiles(layer)
+}
+
+// parseLayerYAML fills layer from layer.yml, reporting every problem.
+func (l *loader) parseLayerYAML(layer *Layer, src *layerSrc, data []byte) {
+	d := &doc{file: src.file, errs: &l.errs}
+	root, _ := d.parse(data)
+	if root == nil {
+		return
+	}
+	f := d.mapping(root, "", layerKeys)
+
+	if v, ok := f["depends"]; ok {
+		items, _ := list(d, "depends", v.val, d.str)
+		seen := map[string]bool{}
+		for _, it := range items {
+			if seen[it.v] {
+				d.errs.add(Pos{d.file, it.line}, "depends: %q is listed twice", clip(it.v))
+				continue
+			}
+			seen[it.v] = true
+			layer.Depends = append(layer.Depends, it.v)
+			src.dependsLine = append(src.dependsLine, it.line)
+		}
+	}
+	if v, ok := f["env"]; ok {
+		layer.Env = l.parseEnv(d, v.val)
+	}
+	if v, ok := f["path_append"]; ok {
+		items, _ := list(d, "path_append", v.val, d.str)
+		for _, it := range items {
+			if err := checkPathEntry(it.v); err != nil {
+				d.errs.add(Pos{d.file, it.line}, "%v", err)
+				continue
+			}
+			layer.PathAppend = append(layer.PathAppend, it.v)
+		}
+	}
+	if v, ok := f["ports"]; ok {
+		items, _ := list(d, "ports", v.val, d.integer)
+		for _, it := range items {
+			if err := checkPort(it.v); err != nil {
+				d.errs.add(Pos{d.file, it.line}, "ports: %v", err)
+				continue
+			}
+			layer.Ports = append(layer.Ports, it.v)
+		}
+	}
+	if v, ok := f["route"]; ok {
+		layer.Route = parseRoute(d, v)
+	}
+	if v, ok := f["service"]; ok {
+		if s, ok := d.str("service", v.val); ok {
+			layer.Service = s
+		}
+	}
+	if v, ok := f["rpm"]; ok {
+		layer.Rpm = parseRpm(d, v)
+	}
+	if v, ok := f["deb"]; ok {
+		df := d.mapping(v.val, "deb", debKeys)
+		layer.Deb = &Deb{}
+		if p, ok := df["packages"]; ok {
+			layer.Deb.Packages = packages(d, "deb.packages", "package", p.val)
+		}
+	}
+}
+
+func (l *loader) parseEnv(d *doc, n *yaml.Node) map[string]string {
+	n = deref(n)
+	if n.Kind != yaml.MappingNode {
+		d.errf(n, "env: expected a mapping of NAME: value, got %s", describe(n))
+		return nil
+	}
+	env := map[string]string{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := deref(n.Content[i]), deref(n.Content[i+1])
+		if k.Kind != yaml.ScalarNode {
+			d.errf(k, "env: names must be strings, got %s", describe(k))
+			continue
+		}
+		if err := checkEnvKey(k.Value); err != nil {
+			d.errf(k, "%v", err)
+			continue
+		}
+		if _, dup := env[k.Value]; dup {
+			d.errf(k, "env: duplicate name %q", k.Value)
+			continue
+		}
+		val, ok := d.str("env "+k.Value, v)
+		if !ok {
+			continue
+		}
+		if strings.ContainsRune(val, 0) {
+			d.errf(v, "env %s: value must not contain NUL bytes", k.Value)
+			continue
+		}
+		env[k.Value] = val
+	}
+	return env
+}
+
+func parseRoute(d *doc, v field) *Route {
+	rf := d.mapping(v.val, "route", routeKeys)
+	if deref(v.val).Kind != yaml.MappingNode {
+		return nil
+	}
+	r := &Route{}
+	h, hasHost := rf["host"]
+	p, hasPort := rf["port"]
+	if !hasHost {
+		d.errf(v.key, "route: host is required")
+	} else if s, ok := d.str("route.host", h.val); ok {
+		if err := checkHost(s); err != nil {
+			d.errf(h.val, "%v", err)
+		} else {
+			r.Host = s
+		}
+	}
+	if !hasPort {
+		d.errf(v.key, "route: port is required")
+	} else if n, ok := d.integer("route.port", p.val); ok {
+		if err := checkPort(n); err != nil {
+			d.errf(p.val, "route: %v", err)
+		} else {
+			r.Port = n
+		}
+	}
+	return r
+}
+
+// packages reads a list of package-like names, checking each.
+func packages(d *doc, name, what string, n *yaml.Node) []string {
+	items, _ := list(d, name, n, d.str)
+	var out []string
+	for _, it := range items {
+		if err := checkPackage(what, it.v); err != nil {
+			d.errs.add(Pos{d.file, it.line}, "%s: %v", name, err)
+			continue
+		}
+		out = append(out, it.v)
+	}
+	return out
+}
+
+func parseRpm(d *doc, v field) *Rpm {
+	rf := d.mapping(v.val, "rpm", rpmKeys)
+	r := &Rpm{}
+	if p, ok := rf["packages"]; ok {
+		r.Packages = packages(d, "rpm.packages", "package", p.val)
+	}
+	if p, ok := rf["exclude"]; ok {
+		r.Exclude = packages(d, "rpm.exclude", "exclude pattern", p.val)
+	}
+	if p, ok := rf["options"]; ok {
+		items, _ := list(d, "rpm.options", p.val, d.str)
+		for _, it := range items {
+			if err := checkOption(it.v); err != nil {
+				d.errs.add(Pos{d.file, it.line}, "rpm.options: %v", err)
+				continue
+			}
+			r.Options = append(r.Options, it.v)
+		}
+	}
+	if p, ok := rf["copr"]; ok {
+		items, _ := list(d, "rpm.copr", p.val, d.str)
+		for _, it := range items {
+			if err := checkCopr(it.v); err != nil {
+				d.errs.add(Pos{d.file, it.line}, "rpm.copr: %v", err)
+				continue
+			}
+			r.Copr = append(r.Copr, it.v)
+		}
+		if !nonEmptyList(rf["packages"]) {
+			d.errf(p.key, "rpm.copr requires rpm.packages (the repositories are only enabled to install them)")
+		}
+	}
+	if p, ok := rf["repos"]; ok {
+		r.Repos = parseRepos(d, p.val)
+		if !nonEmptyList(rf["packages"]) {
+			d.errf(p.key, "rpm.repos requires rpm.packages (the repositories are only enabled to install them)")
+		}
+	}
+	return r
+}
+
+func nonEmptyList(f field) bool {
+	n := deref(f.val)
+	return n != nil && n.Kind == yaml.SequenceNode && len(n.Content) > 0
+}
+
+func parseRepos(d *doc, n *yaml.Node) []Repo {
+	n = deref(n)
+	if n.Kind != yaml.SequenceNode {
+		d.errf(n, "rpm.repos: expected a list, got %s", describe(n))
+		return nil
+	}
+	var out []Repo
+	seen := map[string]bool{}
+	for _, e := range n.Content {
+		e = deref(e)
+		rf := d.mapping(e, "rpm.repos entry", repoKeys)
+		if e.Kind != yaml.MappingNode {
+			if isNull(e) {
+				d.errf(e, "rpm.repos entry: expected a mapping, got null")
+			}
+			continue
+		}
+		var repo Repo
+		ok := true
+		if v, has := rf["name"]; !has {
+			d.errf(e, "rpm.repos entry: name is required")
+			ok = false
+		} else if s, good := d.str("rpm.repos name", v.val); !good {
+			ok = false
+		} else if err := checkRepoName(s); err != nil {
+			d.errf(v.val, "rpm.repos: %v", err)
+			ok = false
+		} else if seen[s] {
+			d.errf(v.val, "rpm.repos: repository %q is listed twice", s)
+			ok = false
+		} else {
+			seen[s] = true
+			repo.Name = s
+		}
+		if v, has := rf["url"]; !has {
+			d.errf(e, "rpm.repos entry: url is required")
+			ok = false
+		} else if s, good := d.str("rpm.repos url", v.val); !good {
+			ok = false
+		} else if err := checkURL("repository url", s, "http", "https"); err != nil {
+			d.errf(v.val, "rpm.repos: %v", err)
+			ok = false
+		} else {
+			repo.URL = s
+		}
+		if v, has := rf["gpgkey"]; has {
+			if s, good := d.str("rpm.repos gpgkey", v.val); !good {
+				ok = false
+			} else if err := checkURL("gpgkey", s, "http", "https", "file"); err != nil {
+				d.errf(v.val, "rpm.repos: %v", err)
+				ok = false
+			} else {
+				repo.GPGKey = s
+			}
+		}
+		if ok {
+			out = append(out, repo)
+		}
+	}
+	return out
+}
+
+// detectFiles records the layer's install files and checks the rules about
+// them.
+func (l *loader) detectFiles(layer *Layer) error {
+	rel := "layers/" + layer.Name
+	kind := func(name string) (fs.FileInfo, error) {
+		fi, err := fs.Stat(l.fsys, rel+"/"+name)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading %s/%s: %w", rel, name, err)
+		}
+		return fi, nil
+	}
+	isFile := func(name string) (bool, error) {
+		fi, err := kind(name)
+		if err != nil || fi == nil {
+			return false, err
+		}
+		if !fi.Mode().IsRegular() {
+			l.errs.add(Pos{File: rel + "/" + name}, "%s must be a regular file", name)
+			return false, nil
+		}
+		return true, nil
+	}
+	var err error
+	if layer.RootYml, err = isFile("root.yml"); err != nil {
+		return err
+	}
+	if layer.RootYml {
+		if err := l.checkTaskfile(rel + "/root.yml"); err != nil {
+			return err
+		}
+	}
+	var manifests []string
+	for _, m := range PixiManifests {
+		ok, err := isFile(m)
+		if err != nil {
+			return err
+		}
+		if ok {
+			manifests = append(manifests, m)
+		}
+	}
+	if len(manifests) > 0 {
+		layer.Pixi = manifests[0]
+	}
+	if len(manifests) > 1 {
+		l.errs.add(Pos{File: rel}, "more than one pixi manifest (%s): keep only one", strings.Join(manifests, ", "))
+	}
+	if layer.PackageJSON, err = isFile("package.json"); err != nil {
+		return err
+	}
+	cargo, err := isFile("Cargo.toml")
+	if err != nil {
+		return err
+	}
+	if cargo {
+		fi, err := kind("src")
+		if err != nil {
+			return err
+		}
+		if fi == nil || !fi.IsDir() {
+			l.errs.add(Pos{File: rel + "/Cargo.toml"}, "Cargo.toml requires a src/ directory next to it")
+		} else {
+			layer.CargoToml = true
+		}
+	}
+	if layer.UserYml, err = isFile("user.yml"); err != nil {
+		return err
+	}
+	if layer.UserYml {
+		if err := l.checkTaskfile(rel + "/user.yml"); err != nil {
+			return err
+		}
+	}
+	hasPackages := (layer.Rpm != nil && len(layer.Rpm.Packages) > 0) || (layer.Deb != nil && len(layer.Deb.Packages) > 0)
+	if !hasPackages && !layer.RootYml && len(manifests) == 0 && !layer.PackageJSON && !cargo && !layer.UserYml {
+		l.errs.add(Pos{File: rel}, "layer has no install file (rpm/deb packages in layer.yml, root.yml, %s, package.json, Cargo.toml or user.yml)", strings.Join(PixiManifests, ", "))
+	}
+	return nil
+}
+
+// checkTaskfile checks that a layer Taskfile parses and has the install task
+// the build runs.
+func (l *loader) checkTaskfile(file string) error {
+	data, err := fs.ReadFile(l.fsys, file)
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", file, err)
+	}
+	d := &doc{file: file, errs: &l.errs}
+	root, ok := d.parse(data)
+	if root == nil {
+		if ok { // empty, not a syntax error
+			d.errs.add(Pos{File: file}, "empty Taskfile: it needs an install task (tasks: install:)")
+		}
+		return nil
+	}
+	if root.Kind != yaml.MappingNode {
+		d.errf(root, "expected a Taskfile mapping, got %s", describe(root))
+		return nil
+	}
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		if root.Content[i].Value != "tasks" {
+			continue
+		}
+		tasks := deref(root.Content[i+1])
+		if tasks.Kind == yaml.MappingNode {
+			for j := 0; j+1 < len(tasks.Content); j += 2 {
+				if tasks.Content[j].Value == "install" {
+					return nil
+				}
+			}
+		}
+		d.errf(root.Content[i], "no install task (the build runs \"task -t %s install\")", path.Base(file))
+		return nil
+	}
+	d.errs.add(Pos{File: file}, "no install task (the build runs \"task -t %s install\")", path.Base(file))
+	return nil
+}
+
+// Packages returns the layer's system packages for pkg ("rpm" or "deb").
+func (l *Layer) Packages(pkg string) []string {
+	switch {
+	case pkg == "rpm" && l.Rpm != nil:
+		return l.Rpm.Packages
+	case pkg == "deb" && l.Deb != nil:
+		return l.Deb.Packages
+	}
+	return nil
+}
+
+// Files lists the layer's install files in processing order, for messages
+// and listings ("layer.yml" stands for its rpm/deb packages).
+func (l *Layer) Files() []string {
+	var out []string
+	if len(l.Packages("rpm")) > 0 || len(l.Packages("deb")) > 0 {
+		out = append(out, "layer.yml")
+	}
+	if l.RootYml {
+		out = append(out, "root.yml")
+	}
+	if l.Pixi != "" {
+		out = append(out, l.Pixi)
+	}
+	if l.PackageJSON {
+		out = append(out, "package.json")
+	}
+	if l.CargoToml {
+		out = append(out, "Cargo.toml")
+	}
+	if l.UserYml {
+		out = append(out, "user.yml")
+	}
+	return out
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
