@@ -1,0 +1,583 @@
+// Package llb compiles build plans to BuildKit LLB and solves them.
+//
+// Compile is pure: one plan.Image and one platform in, an LLB state and an
+// image config out. It renders the plan's steps the way the Dockerfile
+// frontend renders the Containerfile that generate/ writes from the same plan,
+// so `ov build` and `docker buildx bake` produce the same root filesystem and
+// config. Nothing here decides what to run: shells, mounts and users all come
+// from the plan.
+//
+// Build solves a family of images against buildkitd and hands each result to
+// an Exporter (OCI layout, OCI archive, registry push, docker/podman load).
+package llb
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/containerd/platforms"
+	"github.com/distribution/reference"
+	bk "github.com/moby/buildkit/client/llb"
+	"github.com/moby/buildkit/client/llb/sourceresolver"
+	"github.com/moby/buildkit/util/system"
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
+	digest "github.com/opencontainers/go-digest"
+	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/overthink/ov/plan"
+)
+
+// Stages that plan steps refer to by name, besides layer contexts (named
+// after their layer) and pixi build stages (PixiStage.Stage).
+const (
+	// StageSupervisord holds the supervisord fragments under /fragments.
+	StageSupervisord = "supervisord-conf"
+	// StageTraefik holds the traefik routes as /routes.yml.
+	StageTraefik = "traefik-routes"
+)
+
+// historyComment marks the history entries ov writes.
+const historyComment = "ov.llb.v0"
+
+// Image is one plan.Image compiled for one platform: the root filesystem as
+// an LLB state and the image config the exporter writes.
+type Image struct {
+	Name     string
+	Platform ocispecs.Platform
+	State    bk.State
+	Config   dockerspec.DockerOCIImage
+}
+
+// Options are the inputs Compile needs beyond the plan.
+type Options struct {
+	// Resolver resolves external base images (the base and pixi images) to a
+	// digest and config. In a build it is the gateway client, so the
+	// daemon's registry mirrors and credentials apply.
+	Resolver bk.ImageMetaResolver
+	// Parent is the parent image compiled for the same platform; required
+	// when the plan's base is another image. Its state is used directly: no
+	// push or pull in between.
+	Parent *Image
+	// Task says where FetchTask steps get the task archive.
+	Task plan.TaskSource
+}
+
+// LocalName is the name of the BuildKit local source holding a layer's files.
+func LocalName(layer string) string { return "layer-" + layer }
+
+// LocalDirs maps the local source names the images' LLB uses to directories,
+// for the session that serves them.
+func LocalDirs(imgs ...*plan.Image) map[string]string {
+	dirs := map[string]string{}
+	for _, img := range imgs {
+		for _, c := range img.Contexts {
+			dirs[LocalName(c.Layer)] = c.Dir
+		}
+	}
+	return dirs
+}
+
+// Compile turns img into LLB for one platform.
+func Compile(ctx context.Context, img *plan.Image, platform ocispecs.Platform, opt Options) (*Image, error) {
+	c := &compiler{img: img, opt: opt, platform: platforms.Normalize(platform)}
+	out, err := c.compile(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("image %q (%s): %w", img.Name, platforms.Format(c.platform), err)
+	}
+	return out, nil
+}
+
+type compiler struct {
+	img      *plan.Image
+	opt      Options
+	platform ocispecs.Platform
+	stages   map[string]bk.State
+	main     *stage
+}
+
+// stage is a state under construction together with the config the
+// Dockerfile frontend would track for it.
+type stage struct {
+	st       bk.State
+	cfg      dockerspec.DockerOCIImage
+	platform ocispecs.Platform
+}
+
+func (c *compiler) compile(ctx context.Context) (*Image, error) {
+	img := c.img
+	if (img.External == "") == (img.Parent == "") {
+		return nil, fmt.Errorf("plan must set exactly one of External and Parent")
+	}
+	if err := c.buildStages(ctx); err != nil {
+		return nil, err
+	}
+
+	c.main = &stage{platform: c.platform}
+	if img.Parent != "" {
+		p := c.opt.Parent
+		if p == nil || p.Name != img.Parent {
+			return nil, fmt.Errorf("parent image %q was not compiled", img.Parent)
+		}
+		if !platforms.Only(c.platform).Match(p.Platform) {
+			return nil, fmt.Errorf("parent image %q is compiled for %s", img.Parent, platforms.Format(p.Platform))
+		}
+		c.main.st = p.State
+		c.main.cfg = cloneConfig(p.Config)
+		c.main.cfg.Created = nil
+	} else {
+		if err := c.main.from(ctx, c.opt.Resolver, img.External, c.name("", "FROM "+img.External)); err != nil {
+			return nil, err
+		}
+	}
+	c.main.st = c.main.st.Platform(c.platform)
+	c.main.init()
+
+	for _, s := range img.Bootstrap {
+		if err := c.step(ctx, s); err != nil {
+			return nil, err
+		}
+	}
+	if img.Workdir != "" {
+		c.main.workdir(img.Workdir, c.name("", "WORKDIR "+img.Workdir))
+	}
+	for _, e := range img.Env {
+		c.main.env(e.Key, e.Value)
+	}
+	if len(img.PathAppend) > 0 {
+		c.main.env("PATH", strings.Join(img.PathAppend, ":")+":"+c.main.getEnv("PATH"))
+	}
+	for _, port := range img.Expose {
+		c.main.expose(port)
+	}
+	for _, s := range img.Steps {
+		if err := c.step(ctx, s); err != nil {
+			return nil, err
+		}
+	}
+	if img.FinalUser != "" {
+		c.main.user(img.FinalUser)
+	}
+	if img.Lint != nil {
+		if err := c.step(ctx, *img.Lint); err != nil {
+			return nil, err
+		}
+	}
+	c.main.finalizePlatform()
+	st := c.main.st.SetMarshalDefaults(bk.Platform(c.platform))
+	return &Image{Name: img.Name, Platform: c.platform, State: st, Config: c.main.cfg}, nil
+}
+
+// name is the vertex name progress and errors show: "[image layer] desc",
+// with the platform when the image builds for several.
+func (c *compiler) name(layer, desc string) string {
+	parts := []string{c.img.Name}
+	if layer != "" {
+		parts = append(parts, layer)
+	}
+	if len(c.img.Platforms) > 1 {
+		parts = append(parts, platforms.Format(c.platform))
+	}
+	return "[" + strings.Join(parts, " ") + "] " + desc
+}
+
+// buildStages makes the named states steps copy or mount from.
+func (c *compiler) buildStages(ctx context.Context) error {
+	img := c.img
+	c.stages = map[string]bk.State{}
+	for _, lc := range img.Contexts {
+		c.stages[lc.Layer] = bk.Local(LocalName(lc.Layer),
+			bk.SharedKeyHint(lc.Dir),
+			bk.WithCustomName("[layer "+lc.Layer+"] load files"))
+	}
+	if img.Fragments != nil {
+		st := bk.Scratch().File(bk.Mkdir("/fragments", 0o755), bk.WithCustomName(c.name("", "stage "+StageSupervisord)))
+		for _, f := range img.Fragments {
+			st = st.File(bk.Mkfile(path.Join("/fragments", f.Name), 0o644, f.Content),
+				bk.WithCustomName(c.name("", "supervisord fragment "+f.Name)))
+		}
+		c.stages[StageSupervisord] = st
+	}
+	if img.Routes != nil {
+		c.stages[StageTraefik] = bk.Scratch().File(bk.Mkfile("/routes.yml", 0o644, img.Routes),
+			bk.WithCustomName(c.name("", "stage "+StageTraefik)))
+	}
+	for _, ps := range img.Pixi {
+		st, err := c.pixiStage(ctx, ps)
+		if err != nil {
+			return fmt.Errorf("pixi stage %q: %w", ps.Stage, err)
+		}
+		c.stages[ps.Stage] = st
+	}
+	return nil
+}
+
+// pixiStage renders
+//
+//	FROM <pixi image> AS <stage>
+//	WORKDIR <workdir>
+//	COPY --from=<layer> <manifest> ./
+//	RUN <install>
+func (c *compiler) pixiStage(ctx context.Context, ps plan.PixiStage) (bk.State, error) {
+	layerFiles, ok := c.stages[ps.Layer]
+	if !ok {
+		return bk.State{}, fmt.Errorf("layer %q has no context", ps.Layer)
+	}
+	s := &stage{platform: c.platform}
+	if err := s.from(ctx, c.opt.Resolver, ps.Image, c.name(ps.Layer, "FROM "+ps.Image)); err != nil {
+		return bk.State{}, err
+	}
+	s.init()
+	if ps.Workdir != "" {
+		s.workdir(ps.Workdir, c.name(ps.Layer, "pixi WORKDIR "+ps.Workdir))
+	}
+	s.copy(layerFiles, ps.Manifest, "./", "", c.name(ps.Layer, "pixi COPY "+ps.Manifest), "")
+	s.run(bk.Args(s.shell(ps.Install)), bk.WithCustomName(c.name(ps.Layer, "pixi "+ps.Install)))
+	return s.st, nil
+}
+
+func (c *compiler) step(ctx context.Context, s plan.Step) error {
+	if s.User != "" {
+		c.main.user(s.User)
+	}
+	name := c.name(s.Layer, s.Desc)
+	fail := func(err error) error {
+		if s.Layer != "" {
+			return fmt.Errorf("layer %q, step %q: %w", s.Layer, s.Desc, err)
+		}
+		return fmt.Errorf("step %q: %w", s.Desc, err)
+	}
+	switch s.Kind {
+	case plan.Run, plan.FetchTask:
+		opts := []bk.RunOption{bk.Args(c.main.shell(s.Shell)), bk.WithCustomName(name)}
+		for _, m := range s.Mounts {
+			o, err := c.mount(m)
+			if err != nil {
+				return fail(err)
+			}
+			opts = append(opts, o)
+		}
+		if s.Kind == plan.FetchTask {
+			o, err := c.taskArchive(name)
+			if err != nil {
+				return fail(err)
+			}
+			opts = append(opts, o)
+		}
+		c.main.run(opts...)
+	case plan.Copy:
+		from, ok := c.stages[s.From]
+		if !ok {
+			return fail(fmt.Errorf("unknown stage %q", s.From))
+		}
+		c.main.copy(from, s.Src, s.Dst, s.Chown, name, s.Desc)
+		return nil
+	default:
+		return fail(fmt.Errorf("unknown step kind %d", s.Kind))
+	}
+	c.main.history(s.Desc, true)
+	return nil
+}
+
+// mount renders a RUN --mount like the Dockerfile frontend does.
+func (c *compiler) mount(m plan.Mount) (bk.RunOption, error) {
+	if !path.IsAbs(m.Target) || path.Clean(m.Target) == "/" {
+		return nil, fmt.Errorf("invalid mount target %q", m.Target)
+	}
+	switch m.Kind {
+	case plan.Cache:
+		id := m.ID
+		if id == "" {
+			id = path.Clean(m.Target)
+		}
+		// The frontend namespaces ids as "<BUILDKIT_CACHE_MOUNT_NS>/<id>";
+		// same ids share the same cache directories with bake builds.
+		opts := []bk.MountOption{bk.AsPersistentCacheDir("/"+id, cacheSharing(m.Sharing))}
+		base := bk.Scratch()
+		if m.Owned {
+			// The frontend creates the cache root owned by uid:gid on a
+			// scratch state and mounts that directory.
+			base = base.File(bk.Mkdir("/cache", 0o755, bk.WithUIDGID(m.UID, m.GID)),
+				bk.WithCustomName("[internal] setting cache mount permissions"))
+			opts = append(opts, bk.SourcePath("/cache"))
+		}
+		return bk.AddMount(m.Target, base, opts...), nil
+	case plan.Bind:
+		from, ok := c.stages[m.From]
+		if !ok {
+			return nil, fmt.Errorf("mount %s: unknown stage %q", m.Target, m.From)
+		}
+		opts := []bk.MountOption{bk.Readonly}
+		if src := path.Join("/", m.Source); src != "/" {
+			opts = append(opts, bk.SourcePath(src))
+		}
+		return bk.AddMount(m.Target, from, opts...), nil
+	}
+	return nil, fmt.Errorf("mount %s: unknown kind %d", m.Target, m.Kind)
+}
+
+func cacheSharing(s string) bk.CacheMountSharingMode {
+	switch s {
+	case "locked":
+		return bk.CacheMountLocked
+	case "private":
+		return bk.CacheMountPrivate
+	}
+	return bk.CacheMountShared
+}
+
+// TaskArchiveURL is the task archive FetchTask steps download for arch
+// ("amd64", "arm64").
+func TaskArchiveURL(src plan.TaskSource, arch string) string {
+	return strings.TrimSuffix(src.URL, "/") + "/task_linux_" + arch + ".tar.gz"
+}
+
+// taskArchive mounts the task archive for the platform at plan.TaskArchive,
+// downloaded by BuildKit and pinned by checksum when the source has one.
+// The mount leaves nothing behind in the image.
+func (c *compiler) taskArchive(name string) (bk.RunOption, error) {
+	if c.opt.Task.URL == "" {
+		return nil, fmt.Errorf("no task download location configured")
+	}
+	arch := c.platform.Architecture
+	if c.platform.OS != "linux" || (arch != "amd64" && arch != "arm64") {
+		return nil, fmt.Errorf("task is only fetched for linux/amd64 and linux/arm64, not %s", platforms.Format(c.platform))
+	}
+	const file = "task.tar.gz"
+	opts := []bk.HTTPOption{bk.Filename(file), bk.WithCustomName(name + " (download " + path.Base(TaskArchiveURL(c.opt.Task, arch)) + ")")}
+	if sum := c.opt.Task.SHA256[arch]; sum != "" {
+		d := digest.NewDigestFromEncoded(digest.SHA256, strings.ToLower(sum))
+		if err := d.Validate(); err != nil {
+			return nil, fmt.Errorf("task sha256 for %s: %w", arch, err)
+		}
+		opts = append(opts, bk.Checksum(d))
+	}
+	archive := bk.HTTP(TaskArchiveURL(c.opt.Task, arch), opts...)
+	return bk.AddMount(plan.TaskArchive, archive, bk.SourcePath("/"+file), bk.Readonly), nil
+}
+
+// from starts the stage from an external image, resolved to a digest, with
+// its config.
+func (s *stage) from(ctx context.Context, r bk.ImageMetaResolver, ref, name string) error {
+	if r == nil {
+		return fmt.Errorf("base %q: no image resolver", ref)
+	}
+	named, err := reference.ParseNormalizedNamed(ref)
+	if err != nil {
+		return fmt.Errorf("base %q: %w", ref, err)
+	}
+	named = reference.TagNameOnly(named)
+	resolved, dgst, dt, err := r.ResolveImageConfig(ctx, named.String(), sourceresolver.Opt{
+		LogName:  name + ": load metadata",
+		ImageOpt: &sourceresolver.ResolveImageOpt{Platform: &s.platform},
+	})
+	if err != nil {
+		return fmt.Errorf("base %q: %w", ref, err)
+	}
+	if resolved != "" && resolved != named.String() {
+		if named, err = reference.ParseNormalizedNamed(resolved); err != nil {
+			return fmt.Errorf("base %q: resolved to %q: %w", ref, resolved, err)
+		}
+	}
+	var img dockerspec.DockerOCIImage
+	if err := json.Unmarshal(dt, &img); err != nil {
+		return fmt.Errorf("base %q: image config: %w", ref, err)
+	}
+	if dgst != "" {
+		if named, err = reference.WithDigest(named, dgst); err != nil {
+			return fmt.Errorf("base %q: %w", ref, err)
+		}
+	}
+	img.Created = nil
+	s.cfg = img
+	if isScratch(img) {
+		s.st = bk.Scratch()
+		return nil
+	}
+	s.st = bk.Image(named.String(), bk.Platform(s.platform), bk.WithCustomName(name))
+	return nil
+}
+
+// isScratch reports an image without layers, which the frontend builds on
+// an empty state.
+func isScratch(img dockerspec.DockerOCIImage) bool {
+	if len(img.RootFS.DiffIDs) > 0 {
+		return false
+	}
+	for _, h := range img.History {
+		if !h.EmptyLayer {
+			return false
+		}
+	}
+	return true
+}
+
+// init loads the config's env, dir and user into the state, with the
+// default PATH when the base has none, as the frontend does for every stage.
+func (s *stage) init() {
+	if _, ok := lookupEnv(s.cfg.Config.Env, "PATH"); !ok {
+		s.cfg.Config.Env = append(s.cfg.Config.Env, "PATH="+system.DefaultPathEnv("linux"))
+	}
+	for _, kv := range s.cfg.Config.Env {
+		k, v, _ := strings.Cut(kv, "=")
+		s.st = s.st.AddEnv(k, v)
+	}
+	if s.cfg.Config.WorkingDir != "" {
+		s.st = s.st.Dir(s.cfg.Config.WorkingDir)
+	}
+	if s.cfg.Config.User != "" {
+		s.st = s.st.User(s.cfg.Config.User)
+	}
+}
+
+func (s *stage) getEnv(k string) string {
+	v, _ := lookupEnv(s.cfg.Config.Env, k)
+	return v
+}
+
+func lookupEnv(env []string, k string) (string, bool) {
+	for _, kv := range env {
+		if key, v, _ := strings.Cut(kv, "="); key == k {
+			return v, true
+		}
+	}
+	return "", false
+}
+
+// env is ENV k=v: replaced in place when set, appended otherwise.
+func (s *stage) env(k, v string) {
+	s.st = s.st.AddEnv(k, v)
+	i := slices.IndexFunc(s.cfg.Config.Env, func(kv string) bool {
+		key, _, _ := strings.Cut(kv, "=")
+		return key == k
+	})
+	if i >= 0 {
+		s.cfg.Config.Env[i] = k + "=" + v
+	} else {
+		s.cfg.Config.Env = append(s.cfg.Config.Env, k+"="+v)
+	}
+	s.history("ENV "+k+"="+v, false)
+}
+
+func (s *stage) expose(port int) {
+	if s.cfg.Config.ExposedPorts == nil {
+		s.cfg.Config.ExposedPorts = map[string]struct{}{}
+	}
+	p := strconv.Itoa(port) + "/tcp"
+	s.cfg.Config.ExposedPorts[p] = struct{}{}
+	s.history("EXPOSE "+p, false)
+}
+
+// user is USER u. "root" on a base without a user changes nothing.
+func (s *stage) user(u string) {
+	cur := s.cfg.Config.User
+	if u == cur || (u == "root" && cur == "") {
+		return
+	}
+	s.st = s.st.User(u)
+	s.cfg.Config.User = u
+	s.history("USER "+u, false)
+}
+
+// workdir is WORKDIR dir: it creates the directory (owned by the current
+// user) in a layer of its own, as the frontend does.
+func (s *stage) workdir(dir, name string) {
+	wd := path.Clean(path.Join("/", s.cfg.Config.WorkingDir, dir))
+	s.cfg.Config.WorkingDir = wd
+	s.st = s.st.Dir(wd)
+	if wd == "/" {
+		s.history("WORKDIR "+wd, false)
+		return
+	}
+	opts := []bk.MkdirOption{bk.WithParents(true)}
+	if u := s.cfg.Config.User; u != "" {
+		opts = append(opts, bk.WithUser(u))
+	}
+	s.st = s.st.File(bk.Mkdir(wd, 0o755, opts...), bk.WithCustomName(name))
+	s.history("WORKDIR "+wd, true)
+}
+
+// shell wraps a command in the image's shell, /bin/sh -c by default.
+func (s *stage) shell(cmd string) []string {
+	sh := []string{"/bin/sh", "-c"}
+	if len(s.cfg.Config.Shell) > 0 {
+		sh = slices.Clone(s.cfg.Config.Shell)
+	}
+	return append(sh, cmd)
+}
+
+func (s *stage) run(opts ...bk.RunOption) {
+	s.st = s.st.Run(opts...).Root()
+}
+
+// copy is COPY [--chown=chown] src dst from another state, with the
+// frontend's copy semantics: directory contents, wildcards, symlinks
+// followed, destination parents created, dst relative to the workdir.
+func (s *stage) copy(from bk.State, src, dst, chown, name, desc string) {
+	srcPath, _ := system.NormalizePath("/", src, "linux", false)
+	dstPath, _ := system.NormalizePath(s.workdirOrRoot(), dst, "linux", true)
+	opts := []bk.CopyOption{&bk.CopyInfo{
+		FollowSymlinks:      true,
+		CopyDirContentsOnly: true,
+		CreateDestPath:      true,
+		AllowWildcard:       true,
+		AllowEmptyWildcard:  true,
+	}}
+	if chown != "" {
+		opts = append(opts, bk.WithUser(chown))
+	}
+	s.st = s.st.File(bk.Copy(from, srcPath, dstPath, opts...), bk.WithCustomName(name))
+	if desc != "" {
+		s.history(desc, true)
+	}
+}
+
+func (s *stage) workdirOrRoot() string {
+	if s.cfg.Config.WorkingDir == "" {
+		return "/"
+	}
+	return s.cfg.Config.WorkingDir
+}
+
+func (s *stage) history(createdBy string, layer bool) {
+	s.cfg.History = append(s.cfg.History, ocispecs.History{
+		CreatedBy:  createdBy,
+		Comment:    historyComment,
+		EmptyLayer: !layer,
+	})
+}
+
+// finalizePlatform stamps the target platform on the config.
+func (s *stage) finalizePlatform() {
+	p := s.platform
+	same := s.cfg.OS == p.OS && s.cfg.Architecture == p.Architecture
+	s.cfg.OS, s.cfg.Architecture = p.OS, p.Architecture
+	if p.Variant != "" || !same {
+		s.cfg.Variant = p.Variant
+	}
+	if p.OSVersion != "" || !same {
+		s.cfg.OSVersion = p.OSVersion
+	}
+	s.cfg.Platform = platforms.Normalize(s.cfg.Platform)
+}
+
+// cloneConfig deep-copies the parts of a config that compiling mutates.
+func cloneConfig(src dockerspec.DockerOCIImage) dockerspec.DockerOCIImage {
+	img := src
+	img.Config.Env = slices.Clone(src.Config.Env)
+	img.Config.Cmd = slices.Clone(src.Config.Cmd)
+	img.Config.Entrypoint = slices.Clone(src.Config.Entrypoint)
+	img.Config.Shell = slices.Clone(src.Config.Shell)
+	img.Config.OnBuild = slices.Clone(src.Config.OnBuild)
+	img.Config.ExposedPorts = maps.Clone(src.Config.ExposedPorts)
+	img.Config.Volumes = maps.Clone(src.Config.Volumes)
+	img.Config.Labels = maps.Clone(src.Config.Labels)
+	img.History = slices.Clone(src.History)
+	img.RootFS.DiffIDs = slices.Clone(src.RootFS.DiffIDs)
+	return img
+}
