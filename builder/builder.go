@@ -70,34 +70,49 @@ const EnvHost = "BUILDKIT_HOST"
 // DefaultAddr if one answers there, and otherwise starts (or reuses) the
 // managed builder.
 func Connect(ctx context.Context, o Options) (*client.Client, error) {
+	c, _, err := resolve(ctx, o, true)
+	return c, err
+}
+
+// Lookup resolves the builder like Connect but never starts one: when the
+// choice falls to a managed builder that is not running it returns that
+// builder's address and ErrNotRunning. addr is the address resolved to.
+func Lookup(ctx context.Context, o Options) (c *client.Client, addr string, err error) {
+	return resolve(ctx, o, false)
+}
+
+func resolve(ctx context.Context, o Options, start bool) (*client.Client, string, error) {
 	addr := o.Addr
 	if addr == "" {
 		addr = os.Getenv(EnvHost)
 	}
 	if addr != "" {
 		c, err := Dial(ctx, addr, o)
-		if err != nil {
-			return nil, explicitHint(err)
-		}
-		return c, nil
+		return c, addr, explicitHint(err)
 	}
 
 	c, err := Dial(ctx, DefaultAddr, o)
 	if err == nil {
-		return c, nil
+		return c, DefaultAddr, nil
 	}
 	var ce *connError
 	// A system daemon the user may not talk to is worth saying so rather
 	// than quietly starting a second one (which would need root anyway).
 	if errors.As(err, &ce) && ce.kind != unreachable {
-		return nil, err
+		return nil, DefaultAddr, err
 	}
 
-	st, err := Start(ctx, o)
-	if err != nil {
-		return nil, err
+	var st State
+	if start {
+		st, err = Start(ctx, o)
+	} else if st, err = Status(ctx, o); err == nil && !st.Running {
+		err = ErrNotRunning
 	}
-	return Dial(ctx, st.Addr, Options{})
+	if err != nil {
+		return nil, st.Addr, err
+	}
+	c, err = Dial(ctx, st.Addr, Options{})
+	return c, st.Addr, err
 }
 
 // Dial connects to the buildkitd at addr with the options' TLS settings and
@@ -218,6 +233,9 @@ func or(s, def string) string {
 // explicitHint rewrites the unreachable hint for an address the user gave:
 // `ov builder start` would start a different daemon than the one named.
 func explicitHint(err error) error {
+	if err == nil {
+		return nil
+	}
 	var ce *connError
 	if errors.As(err, &ce) && ce.kind == unreachable && ce.hint == "" {
 		ce.hint = "is it running there? without --builder and " + EnvHost + ", ov starts its own"

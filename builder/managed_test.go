@@ -70,6 +70,9 @@ func TestManagedBuilder(t *testing.T) {
 	ctx := context.Background()
 	o, config := managed(t)
 
+	if c, _, err := Lookup(ctx, o); !errors.Is(err, ErrNotRunning) {
+		t.Fatalf("Lookup before any start: %v, %v; want ErrNotRunning", c, err)
+	}
 	c1, err := Connect(ctx, o)
 	if err != nil {
 		t.Fatal(err)
@@ -101,6 +104,11 @@ func TestManagedBuilder(t *testing.T) {
 		t.Fatal(err)
 	}
 	c2.Close()
+	c3, addr, err := Lookup(ctx, o)
+	if err != nil || addr != st1.Addr {
+		t.Fatalf("Lookup with the managed builder running: %q, %v; want %q", addr, err, st1.Addr)
+	}
+	c3.Close()
 	st2, err := Status(ctx, o)
 	if err != nil {
 		t.Fatal(err)

@@ -38,6 +38,7 @@ type CLI struct {
 	//   Merge    MergeCmd    `cmd:"" help:"..."` // merge.go
 	//   Shell    ShellCmd    `cmd:"" help:"..."` // shell.go (and Start, Stop)
 	//   Pod      PodCmd      `cmd:"" help:"..."` // pod.go
+	Builder BuilderCmd `cmd:"" help:"Manage ov's own buildkitd: start, stop, status."` // builder.go
 }
 
 // Globals are the flags every command sees, and the invocation's outputs and
