@@ -31,6 +31,9 @@ type Image struct {
 	// user), then WORKDIR Workdir. Empty for a parent base.
 	Bootstrap []Step
 	Workdir   string // "" keeps the base's
+	// Task is where the bootstrap's FetchTask step gets the task archive
+	// (TaskSource.ArchiveURL).
+	Task TaskSource
 
 	Env        []EnvVar // sorted by key, values expanded (~, $HOME)
 	PathAppend []string // expanded; prepended to the base's PATH as "a:b:${PATH}"
@@ -54,12 +57,13 @@ type Context struct {
 // PixiStage builds one pixi layer's environment in a pixi image.
 type PixiStage struct {
 	Layer    string
-	Stage    string // "<layer>-pixi-build"
-	Image    string // pixi image reference
-	Manifest string // "pixi.toml", "pyproject.toml" or "environment.yml"
-	Workdir  string // project dir in the stage: the user's home, so env paths match the final image
-	Install  string // shell command run in Workdir
-	EnvDir   string // <home>/.pixi/envs/default: copied into the image
+	Stage    string   // "<layer>-pixi-build"
+	Image    string   // pixi image reference
+	Manifest string   // "pixi.toml", "pyproject.toml" or "environment.yml"
+	Files    []string // layer files copied into Workdir: Manifest, then pixi.lock if the layer has one
+	Workdir  string   // project dir in the stage: the user's home, so env paths match the final image
+	Install  string   // shell command run in Workdir
+	EnvDir   string   // <home>/.pixi/envs/default: copied into the image
 }
 
 // File is a generated file: name and content.

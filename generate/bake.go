@@ -1,0 +1,81 @@
+package generate
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/distribution/reference"
+	"github.com/hashicorp/hcl/v2/hclwrite"
+	"github.com/zclconf/go-cty/cty"
+
+	"github.com/overthink/ov/plan"
+)
+
+// BakePath is the bake file, relative to the project.
+const BakePath = ".build/docker-bake.hcl"
+
+// Bake renders the bake file for plans (parents before children): a default
+// group with every target in that order, and one fully expanded target per
+// image. hclwrite escapes every string (quotes, backslashes, newlines, "${"
+// and "%{").
+func Bake(plans []*plan.Image) ([]byte, error) {
+	f := hclwrite.NewEmptyFile()
+	body := f.Body()
+	names := make([]cty.Value, 0, len(plans))
+	planned := map[string]bool{}
+	for _, img := range plans {
+		names = append(names, cty.StringVal(img.Name))
+		planned[img.Name] = true
+	}
+	group := body.AppendNewBlock("group", []string{"default"}).Body()
+	group.SetAttributeValue("targets", list(names))
+
+	for _, img := range plans {
+		body.AppendNewline()
+		t := body.AppendNewBlock("target", []string{img.Name}).Body()
+		t.SetAttributeValue("context", cty.StringVal("."))
+		t.SetAttributeValue("dockerfile", cty.StringVal(ContainerfilePath(img.Name)))
+		if img.Parent != "" {
+			if !planned[img.Parent] {
+				return nil, fmt.Errorf("image %q: base image %q has no target", img.Name, img.Parent)
+			}
+			key, err := ContextName(img.ParentRef)
+			if err != nil {
+				return nil, fmt.Errorf("image %q: %w", img.Name, err)
+			}
+			t.SetAttributeValue("contexts", cty.MapVal(map[string]cty.Value{
+				key: cty.StringVal("target:" + img.Parent),
+			}))
+		}
+		t.SetAttributeValue("tags", strings2list(img.Tags))
+		t.SetAttributeValue("platforms", strings2list(img.Platforms))
+	}
+	return append([]byte(Header(BakePath)+"\n"), f.Bytes()...), nil
+}
+
+// ContextName is the bake context key a Containerfile's `FROM ref` looks
+// up: the Dockerfile frontend normalizes the reference to its familiar form
+// without ":latest" ("ghcr.io/o/fedora:latest" -> "ghcr.io/o/fedora",
+// "docker.io/library/x:latest" -> "x") and only finds a context by that name.
+func ContextName(ref string) (string, error) {
+	named, err := reference.ParseNormalizedNamed(ref)
+	if err != nil {
+		return "", fmt.Errorf("parent reference %q: %w", ref, err)
+	}
+	return strings.TrimSuffix(reference.FamiliarString(named), ":latest"), nil
+}
+
+func strings2list(ss []string) cty.Value {
+	vals := make([]cty.Value, len(ss))
+	for i, s := range ss {
+		vals[i] = cty.StringVal(s)
+	}
+	return list(vals)
+}
+
+func list(vals []cty.Value) cty.Value {
+	if len(vals) == 0 {
+		return cty.ListValEmpty(cty.String)
+	}
+	return cty.ListVal(vals)
+}

@@ -1,0 +1,246 @@
+// Package generate renders build plans for bake users: a Containerfile per
+// image, its supervisord fragments and traefik routes, and one
+// docker-bake.hcl, written atomically under .build/.
+//
+// Nothing here decides what an image runs (that is the plan); this package
+// only spells it in Dockerfile and HCL syntax, escaping every value so that no
+// input can add or change an instruction.
+package generate
+
+import (
+	"bytes"
+	"fmt"
+	"path"
+	"strconv"
+	"strings"
+
+	"github.com/overthink/ov/plan"
+)
+
+// Header is the first line of a generated file at rel (".build/...").
+func Header(rel string) string { return "# " + rel + " (generated -- do not edit)" }
+
+// ContainerfilePath is the Containerfile of image, relative to the project.
+func ContainerfilePath(image string) string { return ".build/" + image + "/Containerfile" }
+
+// RoutesPath is the traefik routes file of image, relative to the project.
+func RoutesPath(image string) string { return ".build/" + image + "/traefik-routes.yml" }
+
+// FragmentsDir holds image's supervisord fragments, relative to the project.
+func FragmentsDir(image string) string { return ".build/" + image + "/fragments" }
+
+// Containerfile renders img in the spec's order: stages, FROM, bootstrap,
+// ENV, EXPOSE, steps, USER, lint.
+func Containerfile(img *plan.Image) ([]byte, error) {
+	w := &cfWriter{}
+	w.line(Header(ContainerfilePath(img.Name)))
+	base := img.External
+	if img.Parent != "" {
+		base = img.ParentRef
+	}
+	if base == "" {
+		return nil, fmt.Errorf("image %q: no base", img.Name)
+	}
+	w.line("ARG BASE_IMAGE=" + base)
+
+	for _, c := range img.Contexts {
+		w.blank()
+		w.line("FROM scratch AS " + c.Layer)
+		w.line("COPY " + strings.TrimSuffix(c.Rel, "/") + "/ /")
+	}
+	for _, ps := range img.Pixi {
+		w.blank()
+		w.line("FROM " + ps.Image + " AS " + ps.Stage)
+		w.line("WORKDIR " + ps.Workdir)
+		srcs := make([]string, len(ps.Files))
+		for i, f := range ps.Files {
+			srcs[i] = "/" + f
+		}
+		if len(srcs) == 0 {
+			srcs = []string{"/" + ps.Manifest}
+		}
+		w.line("COPY --from=" + ps.Layer + " " + strings.Join(srcs, " ") + " ./")
+		w.line("RUN " + ps.Install)
+	}
+	if img.Routes != nil {
+		w.blank()
+		w.line("FROM scratch AS " + plan.StageTraefik)
+		w.line("COPY " + RoutesPath(img.Name) + " /routes.yml")
+	}
+	if len(img.Fragments) > 0 {
+		w.blank()
+		w.line("FROM scratch AS " + plan.StageSupervisord)
+		var srcs []string
+		for _, f := range img.Fragments {
+			srcs = append(srcs, FragmentsDir(img.Name)+"/"+f.Name)
+		}
+		w.line("COPY " + strings.Join(srcs, " ") + " " + plan.FragmentsMount + "/")
+	}
+
+	w.blank()
+	w.line("FROM ${BASE_IMAGE}")
+	for _, s := range img.Bootstrap {
+		if err := w.step(img, s); err != nil {
+			return nil, err
+		}
+	}
+	if img.Workdir != "" {
+		w.line("WORKDIR " + img.Workdir)
+	}
+
+	if len(img.Env) > 0 || len(img.PathAppend) > 0 {
+		w.blank()
+		for _, e := range img.Env {
+			w.line("ENV " + e.Key + "=" + EnvQuote(e.Value))
+		}
+		if len(img.PathAppend) > 0 {
+			q := EnvQuote(strings.Join(img.PathAppend, ":"))
+			w.line("ENV PATH=" + q[:len(q)-1] + `:${PATH}"`)
+		}
+	}
+	if len(img.Expose) > 0 {
+		w.blank()
+		for _, p := range img.Expose {
+			w.line("EXPOSE " + strconv.Itoa(p))
+		}
+	}
+
+	layer := "\x00"
+	for i, s := range img.Steps {
+		if s.Layer != layer {
+			w.blank()
+			if s.Layer != "" {
+				w.line("# Layer: " + s.Layer)
+			}
+			layer = s.Layer
+		}
+		if err := w.step(img, s); err != nil {
+			return nil, err
+		}
+		// USER root after a layer's user steps, for the next layer.
+		last := i == len(img.Steps)-1 || img.Steps[i+1].Layer != s.Layer
+		if last && s.Layer != "" && w.user != "root" && w.user != "" {
+			w.setUser("root")
+		}
+	}
+
+	if img.FinalUser != "" {
+		w.blank()
+		w.line("USER " + img.FinalUser)
+		w.user = img.FinalUser
+	}
+	if img.Lint != nil {
+		if err := w.step(img, *img.Lint); err != nil {
+			return nil, err
+		}
+	}
+	return w.buf.Bytes(), nil
+}
+
+type cfWriter struct {
+	buf  bytes.Buffer
+	user string // the USER in effect; "" until the file sets one
+}
+
+func (w *cfWriter) line(s string) { w.buf.WriteString(s + "\n") }
+
+func (w *cfWriter) blank() {
+	if !bytes.HasSuffix(w.buf.Bytes(), []byte("\n\n")) {
+		w.buf.WriteString("\n")
+	}
+}
+
+func (w *cfWriter) setUser(u string) {
+	w.line("USER " + u)
+	w.user = u
+}
+
+func (w *cfWriter) step(img *plan.Image, s plan.Step) error {
+	switch s.Kind {
+	case plan.Copy:
+		l := "COPY --from=" + s.From
+		if s.Chown != "" {
+			l += " --chown=" + s.Chown
+		}
+		w.line(l + " " + s.Src + " " + s.Dst)
+		return nil
+	case plan.Run, plan.FetchTask:
+	default:
+		return fmt.Errorf("image %q: step %q: unknown kind %d", img.Name, s.Desc, s.Kind)
+	}
+	if s.User != "" && s.User != w.user {
+		w.setUser(s.User)
+	}
+	var flags []string
+	for _, m := range s.Mounts {
+		f, err := mountFlag(m)
+		if err != nil {
+			return fmt.Errorf("image %q: step %q: %w", img.Name, s.Desc, err)
+		}
+		flags = append(flags, f)
+	}
+	shell := []string{s.Shell}
+	if s.Kind == plan.FetchTask {
+		shell = fetchTask(img.Task, s.Shell)
+	}
+	var b strings.Builder
+	b.WriteString("RUN ")
+	if len(flags) > 0 {
+		b.WriteString(strings.Join(flags, " ") + " \\\n    ")
+	}
+	b.WriteString(strings.Join(shell, " && \\\n    "))
+	w.line(b.String())
+	return nil
+}
+
+// fetchTask downloads the task archive for the running architecture to
+// plan.TaskArchive (curl, or wget on bases without curl such as busybox),
+// runs the plan's unpack command and removes the archive. The LLB back end
+// mounts the archive there instead and runs the same unpack command.
+func fetchTask(src plan.TaskSource, unpack string) []string {
+	return []string{
+		plan.ArchCase,
+		"url=" + plan.Quote(strings.TrimSuffix(src.URL, "/")) + `/task_linux_"$arch".tar.gz`,
+		`if command -v curl >/dev/null 2>&1; then curl -fsSL -o ` + plan.TaskArchive + ` "$url"; else wget -q -O ` + plan.TaskArchive + ` "$url"; fi`,
+		unpack,
+		"rm -f " + plan.TaskArchive,
+	}
+}
+
+// mountFlag spells a mount the way the compat notes show it.
+func mountFlag(m plan.Mount) (string, error) {
+	if !path.IsAbs(m.Target) || strings.ContainsAny(m.Target, ", \t\"'=") {
+		return "", fmt.Errorf("mount target %q cannot be spelled in a --mount flag", m.Target)
+	}
+	switch m.Kind {
+	case plan.Cache:
+		f := "--mount=type=cache"
+		if m.ID != "" {
+			f += ",id=" + m.ID
+		}
+		f += ",dst=" + m.Target
+		if m.Sharing != "" {
+			f += ",sharing=" + m.Sharing
+		}
+		if m.Owned {
+			f += ",uid=" + strconv.Itoa(m.UID) + ",gid=" + strconv.Itoa(m.GID)
+		}
+		return f, nil
+	case plan.Bind:
+		src := m.Source
+		if src == "" {
+			src = "/"
+		}
+		return "--mount=type=bind,from=" + m.From + ",source=" + src + ",target=" + m.Target, nil
+	}
+	return "", fmt.Errorf("mount %s: unknown kind %d", m.Target, m.Kind)
+}
+
+// EnvQuote returns v as a double-quoted Dockerfile word that the frontend
+// reads back as exactly v: backslash, double quote and dollar are escaped.
+// Newlines cannot be carried (the plan rejects them).
+func EnvQuote(v string) string {
+	return `"` + envEscaper.Replace(v) + `"`
+}
+
+var envEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`, `$`, `\$`)
