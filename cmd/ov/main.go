@@ -38,7 +38,8 @@ type CLI struct {
 	//   Merge    MergeCmd    `cmd:"" help:"..."` // merge.go
 	//   Shell    ShellCmd    `cmd:"" help:"..."` // shell.go (and Start, Stop)
 	//   Pod      PodCmd      `cmd:"" help:"..."` // pod.go
-	Builder BuilderCmd `cmd:"" help:"Manage ov's own buildkitd: start, stop, status."` // builder.go
+	Builder  BuilderCmd  `cmd:"" help:"Manage ov's own buildkitd: start, stop, status."`                           // builder.go
+	Generate GenerateCmd `cmd:"" help:"Write .build/: Containerfiles and docker-bake.hcl for docker buildx bake."` // generate.go
 }
 
 // Globals are the flags every command sees, and the invocation's outputs and
