@@ -167,7 +167,7 @@ func checkRepoName(s string) error {
 func checkURL(what, s string, schemes ...string) error {
 	u, err := url.Parse(s)
 	if err != nil || !urlRE.MatchString(s) || !contains(schemes, u.Scheme) || (u.Scheme != "file" && u.Host == "") {
-		return fmt.Errorf("invalid %s %q: use a %s URL without spaces or quotes", what, clip(s), strings.Join(schemes, "/"))
+		return fmt.Errorf("invalid %s %q: use a URL (%s) without spaces or quotes", what, clip(s), strings.Join(schemes, ", "))
 	}
 	return nil
 }

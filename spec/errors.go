@@ -81,6 +81,11 @@ func (l *errList) add(pos Pos, format string, args ...any) {
 func suggest(s string, candidates []string) string {
 	best, bestDist := "", -1
 	for _, c := range candidates {
+		if len(s) >= 3 && (strings.HasPrefix(c, s) || strings.HasPrefix(s, c)) && len(c) >= 3 {
+			return c // "gpg" for "gpgkey", "packages" for "packages-extra"
+		}
+	}
+	for _, c := range candidates {
 		d := levenshtein.ComputeDistance(strings.ToLower(s), strings.ToLower(c))
 		if bestDist < 0 || d < bestDist || (d == bestDist && c < best) {
 			best, bestDist = c, d

@@ -1,6 +1,7 @@
 package spec
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 )
@@ -164,18 +165,19 @@ func (r *resolver) resolveImage(ri *rawImage, parent *Image) *Image {
 		}
 	}
 	img.Pkg, img.User, img.UID, img.GID = pkg.v, user.v, uid.v, gid.v
-	if err := checkPkg(pkg.v); err != nil {
+	// Values taken from the parent were checked there (they have no pos).
+	if err := checkPkg(pkg.v); err != nil && pkg.pos.File != "" {
 		errs.add(pkg.pos, "%v", err)
-	} else if parent != nil && pkg.v != parent.Pkg && checkPkg(parent.Pkg) == nil {
+	} else if err == nil && parent != nil && pkg.v != parent.Pkg && checkPkg(parent.Pkg) == nil {
 		errs.add(pkg.pos, "pkg %q differs from base image %q (pkg %q)", pkg.v, parent.Name, parent.Pkg)
 	}
-	if err := checkUser(user.v); err != nil {
+	if err := checkUser(user.v); err != nil && user.pos.File != "" {
 		errs.add(user.pos, "%v", err)
 	}
-	if err := checkID("uid", uid.v); err != nil {
+	if err := checkID("uid", uid.v); err != nil && uid.pos.File != "" {
 		errs.add(uid.pos, "%v", err)
 	}
-	if err := checkID("gid", gid.v); err != nil {
+	if err := checkID("gid", gid.v); err != nil && gid.pos.File != "" {
 		errs.add(gid.pos, "%v", err)
 	}
 
@@ -229,12 +231,16 @@ func (r *resolver) platforms(ri *rawImage, parent *Image, errs *errList) []strin
 			errs.add(pos, "%v", err)
 			continue
 		}
+		written := it.v
+		if written != p {
+			written = fmt.Sprintf("%s (%s)", it.v, p)
+		}
 		if slices.Contains(out, p) {
-			errs.add(pos, "platform %q is listed twice", p)
+			errs.add(pos, "platform %s is listed twice", written)
 			continue
 		}
 		if parent != nil && ri.s.platforms.set && !slices.Contains(parent.Platforms, p) {
-			errs.add(pos, "platform %q is not built for base image %q (%s)", p, parent.Name, strings.Join(parent.Platforms, ", "))
+			errs.add(pos, "platform %s is not built for base image %q (%s)", written, parent.Name, strings.Join(parent.Platforms, ", "))
 			continue
 		}
 		out = append(out, p)

@@ -23,6 +23,8 @@ func (d *doc) errf(n *yaml.Node, format string, args ...any) {
 	d.errs.add(d.pos(n), format, args...)
 }
 
+var digitsRE = regexp.MustCompile(`^[-+]?[0-9]+$`)
+
 var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
 // parse reads a YAML document into a node tree. A syntax error becomes a
@@ -136,7 +138,11 @@ func (d *doc) mapping(n *yaml.Node, where string, known []string, hints ...map[s
 			if where != "" {
 				in = " in " + where
 			}
-			d.errf(k, "unknown key %q%s%s", clip(k.Value), in, didYouMean(k.Value, known))
+			hint := didYouMean(k.Value, known)
+			if hint == "" {
+				hint = " (known keys: " + strings.Join(known, ", ") + ")"
+			}
+			d.errf(k, "unknown key %q%s%s", clip(k.Value), in, hint)
 			continue
 		}
 		if isNull(v) {
@@ -176,6 +182,10 @@ func (d *doc) str(name string, n *yaml.Node) (string, bool) {
 
 func (d *doc) integer(name string, n *yaml.Node) (int, bool) {
 	n = deref(n)
+	if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!float" && digitsRE.MatchString(n.Value) {
+		d.errf(n, "%s: integer %s is out of range", name, clip(n.Value))
+		return 0, false
+	}
 	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" {
 		d.errf(n, "%s: expected an integer, got %s", name, describe(n))
 		return 0, false
