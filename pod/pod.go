@@ -1,0 +1,146 @@
+// Package pod runs built images on a host: `ov shell`, `ov start`/`ov stop`
+// (docker or podman), and `ov pod` (podman quadlets run as systemd user
+// services).
+//
+// Everything that decides what to run is pure and returns argv or file text
+// (argv.go, quadlet.go); Host (host.go) sequences those through a Runner, so
+// tests can record every external call.
+//
+// The CLI's whole use of the package:
+//
+//	engine := flagOrConfig // "" lets the host decide
+//	if engine == "" {
+//		engine, err = pod.DetectEngine(exec.LookPath)
+//	} else {
+//		err = pod.CheckEngine(engine)
+//	}
+//	ws, err := pod.Workspace(flagW) // "" is the current directory
+//	h := pod.NewHost(engine)
+//	code, err := h.Shell(ctx, img, ws, flagC) // exit with code
+//	err = h.Start(ctx, img, ws); err = h.Stop(ctx, name)
+//	err = h.Install(ctx, img, ws); err = h.Update(ctx, img); err = h.Uninstall(ctx, name)
+//	err = h.ServiceStart(ctx, name); err = h.ServiceStop(ctx, name)
+//	code, err = h.Status(ctx, name); code, err = h.Logs(ctx, name, follow)
+package pod
+
+import (
+	"fmt"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"unicode"
+
+	"github.com/google/go-containerregistry/pkg/name"
+)
+
+// Image is what pod needs to know about one images.yml image.
+type Image struct {
+	Name  string   // images.yml name, e.g. "fedora-test"
+	Ref   string   // full image reference to run, e.g. "ghcr.io/x/fedora-test:latest"
+	UID   int      // numeric user for `ov shell` (0 is a real value: root)
+	GID   int      // numeric group for `ov shell`
+	Ports []string // "8080" or "8000:9000" as written in images.yml
+}
+
+// ContainerName is the name of the container `ov start` and the quadlet run.
+func ContainerName(image string) string { return "ov-" + image }
+
+// ServiceName is the systemd user unit quadlet generates for image.
+func ServiceName(image string) string { return ContainerName(image) + ".service" }
+
+// QuadletFileName is the quadlet file `ov pod install` writes for image.
+func QuadletFileName(image string) string { return ContainerName(image) + ".container" }
+
+// Container names as docker accepts them; also safe as systemd unit names.
+var nameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
+
+// ValidateName checks an image name before it becomes part of a container
+// name, a unit name and a file name.
+func ValidateName(image string) error {
+	if !nameRE.MatchString(image) || len(image) > 200 {
+		return fmt.Errorf("image name %q: want letters, digits, '_', '.', '-' (starting with a letter or digit)", image)
+	}
+	return nil
+}
+
+// Validate checks every field of img that reaches a command line or a
+// unit file. The callers validate images.yml already; this is the second
+// line of defence against values that would change what is run.
+func (img Image) Validate() error {
+	if err := ValidateName(img.Name); err != nil {
+		return err
+	}
+	if err := validateRef(img.Ref); err != nil {
+		return fmt.Errorf("image %q: %w", img.Name, err)
+	}
+	if img.UID < 0 || img.GID < 0 {
+		return fmt.Errorf("image %q: uid/gid %d:%d must not be negative", img.Name, img.UID, img.GID)
+	}
+	for _, p := range img.Ports {
+		if _, err := PublishSpec(p); err != nil {
+			return fmt.Errorf("image %q: %w", img.Name, err)
+		}
+	}
+	return nil
+}
+
+func validateRef(ref string) error {
+	if err := noControl("image reference", ref); err != nil {
+		return err
+	}
+	if ref == "" || strings.HasPrefix(ref, "-") {
+		return fmt.Errorf("image reference %q is not a valid reference", ref)
+	}
+	if _, err := name.ParseReference(ref); err != nil {
+		return fmt.Errorf("image reference %q: %w", ref, err)
+	}
+	return nil
+}
+
+// PublishSpec turns an images.yml port ("8080" or "8000:9000") into a
+// publish spec bound to loopback only: "127.0.0.1:8080:8080".
+func PublishSpec(port string) (string, error) {
+	host, ctr, found := strings.Cut(port, ":")
+	if !found {
+		ctr = host
+	}
+	if !validPort(host) || !validPort(ctr) {
+		return "", fmt.Errorf("port %q: want \"PORT\" or \"HOST:CONTAINER\" with ports 1-65535", port)
+	}
+	return "127.0.0.1:" + host + ":" + ctr, nil
+}
+
+func validPort(s string) bool {
+	if s == "" || len(s) > 5 || strings.TrimLeft(s, "0123456789") != "" || s[0] == '0' {
+		return false
+	}
+	n, err := strconv.Atoi(s)
+	return err == nil && n >= 1 && n <= 65535
+}
+
+// checkWorkspace validates a host path that is bind-mounted at /workspace.
+func checkWorkspace(ws string) error {
+	if err := noControl("workspace path", ws); err != nil {
+		return err
+	}
+	if !filepath.IsAbs(ws) {
+		return fmt.Errorf("workspace path %q is not absolute", ws)
+	}
+	// Both `-v src:dst` and quadlet's Volume= split on ':'.
+	if strings.Contains(ws, ":") {
+		return fmt.Errorf("workspace path %q contains ':', which a volume mount cannot express: use a path without ':'", ws)
+	}
+	return nil
+}
+
+// noControl rejects values that could end a line (or otherwise change
+// meaning) in a unit file or a terminal.
+func noControl(what, s string) error {
+	for _, r := range s {
+		if unicode.IsControl(r) || r == '\u2028' || r == '\u2029' {
+			return fmt.Errorf("%s %q contains a control character (newline, tab, ...)", what, s)
+		}
+	}
+	return nil
+}
