@@ -38,8 +38,12 @@ type CLI struct {
 	//   Merge    MergeCmd    `cmd:"" help:"..."` // merge.go
 	//   Shell    ShellCmd    `cmd:"" help:"..."` // shell.go (and Start, Stop)
 	//   Pod      PodCmd      `cmd:"" help:"..."` // pod.go
-	Builder  BuilderCmd  `cmd:"" help:"Manage ov's own buildkitd: start, stop, status."`                           // builder.go
-	Generate GenerateCmd `cmd:"" help:"Write .build/: Containerfiles and docker-bake.hcl for docker buildx bake."` // generate.go
+	Builder  BuilderCmd  `cmd:"" help:"Manage ov's own buildkitd: start, stop, status."`                                // builder.go
+	Generate GenerateCmd `cmd:"" help:"Write .build/: Containerfiles and docker-bake.hcl for docker buildx bake."`      // generate.go
+	Shell    ShellCmd    `cmd:"" help:"Run bash (or -c CMD) in an image, workspace at /workspace, ports on 127.0.0.1."` // run.go
+	Start    StartCmd    `cmd:"" help:"Start an image's supervisord detached as container ov-<image>."`                 // run.go
+	Stop     StopCmd     `cmd:"" help:"Stop container ov-<image>."`                                                     // run.go
+	Pod      PodCmd      `cmd:"" help:"Run an image as a podman quadlet systemd user service."`                         // pod.go
 }
 
 // Globals are the flags every command sees, and the invocation's outputs and
@@ -116,7 +120,10 @@ func report(stderr io.Writer, err error) int {
 	var verrs spec.Errors
 	var verr *spec.Error
 	var uerr *userError
+	var status exitStatus
 	switch {
+	case errors.As(err, &status):
+		return int(status)
 	case errors.As(err, &verrs), errors.As(err, &verr):
 		fmt.Fprintln(stderr, err)
 		return 1
