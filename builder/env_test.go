@@ -278,18 +278,18 @@ func mustContain(t *testing.T, err error, want ...string) {
 	}
 }
 
-// processesWith counts live processes whose argv contains arg.
-func processesWith(arg string) int {
+// processesServing lists live processes whose argv contains addr.
+func processesServing(addr string) []int {
 	ents, _ := os.ReadDir("/proc")
-	n := 0
+	var pids []int
 	for _, e := range ents {
 		var pid int
 		if _, err := fmt.Sscanf(e.Name(), "%d", &pid); err != nil || !alive(pid) {
 			continue
 		}
-		if args, err := cmdline(pid); err == nil && contains(args, arg) {
-			n++
+		if args, err := cmdline(pid); err == nil && contains(args, addr) {
+			pids = append(pids, pid)
 		}
 	}
-	return n
+	return pids
 }

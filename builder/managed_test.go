@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -60,6 +61,12 @@ func managed(t *testing.T) (Options, string) {
 	t.Cleanup(func() {
 		if err := Stop(context.Background(), o); err != nil && !errors.Is(err, ErrNotRunning) {
 			t.Error(err)
+		}
+		// Managed daemons are detached, so nothing else reaps strays.
+		p, _ := statePaths()
+		for _, pid := range processesServing(p.addr()) {
+			t.Errorf("stray buildkitd pid %d still serving %s after Stop", pid, p.addr())
+			syscall.Kill(pid, syscall.SIGKILL)
 		}
 		unmountUnder(t, tmp)
 	})
@@ -163,7 +170,7 @@ func TestManagedConcurrentStart(t *testing.T) {
 	if err != nil || !st.Running {
 		t.Fatalf("state %+v, %v", st, err)
 	}
-	if got := processesWith(st.Addr); got != 1 {
+	if got := len(processesServing(st.Addr)); got != 1 {
 		t.Fatalf("%d buildkitd processes serve %s, want 1", got, st.Addr)
 	}
 }

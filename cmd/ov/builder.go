@@ -18,7 +18,7 @@ import (
 )
 
 // BuilderFlags choose the buildkitd to build with. Commands that build embed
-// it (`BuilderFlags `embed:""“) and call Connect.
+// it (a BuilderFlags field tagged embed:"") and call its Connect.
 type BuilderFlags struct {
 	Builder         string `name:"builder" env:"BUILDKIT_HOST" placeholder:"ADDR" help:"buildkitd address: unix://, tcp://, docker-container://, podman-container://, nerdctl-container://, kube-pod://, ssh:// (default: the system socket if a daemon answers there, else ov's own managed buildkitd)."`
 	TLSCACert       string `name:"tlscacert" env:"BUILDKIT_TLSCACERT" type:"path" placeholder:"FILE" help:"CA certificate to verify a tcp:// builder with."`
