@@ -18,6 +18,7 @@ var (
 	nameRE    = regexp.MustCompile(`^[a-z0-9]+(-[a-z0-9]+)*$`)
 	envKeyRE  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 	pkgRE     = regexp.MustCompile(`^[A-Za-z0-9_@/][A-Za-z0-9_.+:@~=/()*-]*$`)
+	globRE    = regexp.MustCompile(`^[A-Za-z0-9_@/*?\[][A-Za-z0-9_.+:@~=/()*?\[\]-]*$`)
 	optionRE  = regexp.MustCompile(`^--?[A-Za-z0-9][A-Za-z0-9_.=:,/+*-]*$`)
 	coprRE    = regexp.MustCompile(`^@?[A-Za-z0-9][A-Za-z0-9_.+-]*/[A-Za-z0-9][A-Za-z0-9_.+-]*$`)
 	repoRE    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.:-]*$`)
@@ -138,7 +139,14 @@ func checkPkg(s string) error {
 
 func checkPackage(what, s string) error {
 	if !pkgRE.MatchString(s) {
-		return fmt.Errorf("invalid %s %q: use letters, digits and . _ + - @ : ~ = / ( ) *", what, clip(s))
+		return fmt.Errorf("invalid %s %q: use letters, digits and . _ + - @ : ~ = / ( ) *, starting with a letter, digit, '_', '@' or '/'", what, clip(s))
+	}
+	return nil
+}
+
+func checkGlob(s string) error {
+	if !globRE.MatchString(s) {
+		return fmt.Errorf("invalid exclude pattern %q: use letters, digits and . _ + - @ : ~ = / ( ) * ? [ ], not starting with '-'", clip(s))
 	}
 	return nil
 }

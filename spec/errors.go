@@ -77,26 +77,32 @@ func (l *errList) add(pos Pos, format string, args ...any) {
 }
 
 // suggest returns the candidate nearest to s, or "" when none is close enough
-// to be a plausible typo.
+// to be a plausible typo: an edit distance of at most 2 (3 for long names),
+// else a prefix either way ("gpg" for "gpgkey").
 func suggest(s string, candidates []string) string {
-	best, bestDist := "", -1
-	for _, c := range candidates {
-		if len(s) >= 3 && (strings.HasPrefix(c, s) || strings.HasPrefix(s, c)) && len(c) >= 3 {
-			return c // "gpg" for "gpgkey", "packages" for "packages-extra"
-		}
-	}
-	for _, c := range candidates {
-		d := levenshtein.ComputeDistance(strings.ToLower(s), strings.ToLower(c))
-		if bestDist < 0 || d < bestDist || (d == bestDist && c < best) {
-			best, bestDist = c, d
-		}
-	}
 	limit := 2
 	if len(s) > 8 {
 		limit = 3
 	}
-	if bestDist < 0 || bestDist > limit || bestDist >= len(s) {
-		return ""
+	best, bestDist := "", -1
+	for _, c := range candidates {
+		if len(c)-len(s) > limit || len(s)-len(c) > limit {
+			continue // the distance is at least the difference in length
+		}
+		d := levenshtein.ComputeDistance(strings.ToLower(s), strings.ToLower(c))
+		if d <= limit && d < len(s) && (bestDist < 0 || d < bestDist || (d == bestDist && c < best)) {
+			best, bestDist = c, d
+		}
+	}
+	if best != "" || len(s) < 3 {
+		return best
+	}
+	for _, c := range candidates {
+		if len(c) >= 3 && (strings.HasPrefix(c, s) || strings.HasPrefix(s, c)) {
+			if best == "" || len(c) < len(best) || (len(c) == len(best) && c < best) {
+				best = c
+			}
+		}
 	}
 	return best
 }

@@ -232,7 +232,14 @@ func parseRpm(d *doc, v field) *Rpm {
 		r.Packages = packages(d, "rpm.packages", "package", p.val)
 	}
 	if p, ok := rf["exclude"]; ok {
-		r.Exclude = packages(d, "rpm.exclude", "exclude pattern", p.val)
+		items, _ := list(d, "rpm.exclude", p.val, d.str)
+		for _, it := range items {
+			if err := checkGlob(it.v); err != nil {
+				d.errs.add(Pos{d.file, it.line}, "rpm.exclude: %v", err)
+				continue
+			}
+			r.Exclude = append(r.Exclude, it.v)
+		}
 	}
 	if p, ok := rf["options"]; ok {
 		items, _ := list(d, "rpm.options", p.val, d.str)

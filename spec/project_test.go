@@ -154,3 +154,16 @@ func TestInternalError(t *testing.T) {
 		t.Fatalf("got %v, want an internal error", err)
 	}
 }
+
+func TestSuggest(t *testing.T) {
+	names := []string{"fedora", "fedora-test", "python", "pixi", "packages", "gpgkey"}
+	for in, want := range map[string]string{
+		"fedroa": "fedora", "fedora-tes": "fedora-test", "pyton": "python", "pixy": "pixi",
+		"pakages": "packages", "gpg": "gpgkey", "fedora-testing": "fedora-test",
+		"x": "", "zzzzzz": "", "ubuntu": "", "px": "",
+	} {
+		if got := suggest(in, names); got != want {
+			t.Errorf("suggest(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

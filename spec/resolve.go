@@ -124,7 +124,7 @@ func (r *resolver) resolveImage(ri *rawImage, parent *Image) *Image {
 		if !r.enabled(pr) {
 			errs.add(base.pos, "base image %q is disabled (enabled: false)", base.v)
 		}
-	} else if c := suggest(base.v, r.names); c != "" && !strings.ContainsAny(base.v, "/:@") {
+	} else if c := bareSuggest(base.v, r.names); c != "" {
 		errs.add(base.pos, "base %q is not an image in images.yml (did you mean %q?); give external images a tag, like \"name:tag\"", clip(base.v), c)
 	} else if err := checkBase(base.v); err != nil {
 		errs.add(base.pos, "%v", err)
@@ -304,4 +304,13 @@ func (r *resolver) layerOrder(img *Image, ri *rawImage, parent *Image, errs *err
 			errs.add(img.Pos, "image %q: layer %q has a route, which needs the traefik layer in the image or its base images", img.Name, name)
 		}
 	}
+}
+
+// bareSuggest suggests an image name for a base without registry, tag or
+// digest that is close to one: most likely a typo, not an external image.
+func bareSuggest(base string, names []string) string {
+	if strings.ContainsAny(base, "/:@") {
+		return ""
+	}
+	return suggest(base, names)
 }

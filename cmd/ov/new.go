@@ -60,6 +60,7 @@ func (c *NewLayerCmd) Run(g *Globals) error {
 		"root.yml":  rootTemplate,
 	}
 	for name, text := range files {
+		text = strings.ReplaceAll(text, "ENVNAME", strings.ToUpper(strings.ReplaceAll(c.Name, "-", "_")))
 		text = strings.ReplaceAll(text, "NAME", c.Name)
 		if err := os.WriteFile(filepath.Join(tmp, name), []byte(text), 0o644); err != nil {
 			return err
@@ -104,7 +105,7 @@ const layerTemplate = `# layers/NAME/layer.yml: what the NAME layer needs beside
 # Environment variables (a later layer wins). ~ and $HOME are the user's home.
 # PATH cannot be set here: use path_append.
 # env:
-#   NAME_HOME: "~/.NAME"
+#   ENVNAME_HOME: "~/.NAME"
 
 # Directories appended to PATH.
 # path_append:
