@@ -71,6 +71,10 @@ func (l *loader) readLayer(name string) error {
 	l.layerSrc[name] = src
 
 	data, err := fs.ReadFile(l.fsys, rel+"/layer.yml")
+	if fi, serr := fs.Stat(l.fsys, rel+"/layer.yml"); serr == nil && !fi.Mode().IsRegular() {
+		l.errs.add(Pos{File: rel + "/layer.yml"}, "layer.yml must be a regular file")
+		return l.detectFiles(layer)
+	}
 	switch {
 	case err == nil:
 		src.file = rel + "/layer.yml"

@@ -34,16 +34,17 @@ type Image struct {
 	Platforms []string // a child inherits its parent's unless it narrows them
 	Tag       string   // "auto", "nightly", "1.2.3", ...
 	Registry  string   // "" or a prefix like "ghcr.io/atrawog"
-	Pkg       string   // "rpm" or "deb"
+	Pkg       string   // "rpm" or "deb"; a child inherits its parent's unless set
 	Layers    []string // as written in images.yml (not inherited)
 	Ports     []string // "port" or "host:container"
-	User      string
-	UID, GID  int    // 0 is a real value
-	Merge     *Merge // nil when unset
+	User      string   // a child inherits its parent's user, uid and gid unless set
+	UID, GID  int      // 0 is a real value
+	Merge     *Merge   // nil when unset
 
 	// Install is the resolved install order of this image's own layers:
 	// transitive depends, topologically sorted, respecting written order,
 	// without layers a parent image (via the base chain) already installs.
+	// Also computed for disabled images, which are not validated.
 	Install []string
 }
 
@@ -57,7 +58,7 @@ type Merge struct {
 type Layer struct {
 	Name string
 	Dir  string // absolute path of layers/<name>
-	Pos  Pos    // layer.yml (line 0 when absent)
+	Pos  Pos    // layers/<name>/layer.yml line 1; "layers/<name>", line 0, without layer.yml
 
 	Depends    []string
 	Env        map[string]string

@@ -418,3 +418,17 @@ func TestLayerFiles(t *testing.T) {
 		t.Errorf("layers %v", p.LayerNames())
 	}
 }
+
+// A layer whose only packages are for the other package manager is valid
+// (it installs nothing there), and so are the shipped both-ways layers.
+func TestOtherPackageManagerOnly(t *testing.T) {
+	p := mustLoad(t, "images:\n  deb-image:\n    base: debian:12\n    pkg: deb\n    layers: [rpm-only]\n", map[string]string{
+		"layers/rpm-only/layer.yml": "rpm:\n  packages: [dnf-plugins-core]\n  copr: [owner/project]\n",
+	})
+	if got := p.Layer("rpm-only").Packages("deb"); got != nil {
+		t.Errorf("deb packages %v", got)
+	}
+	if got := p.Image("deb-image").Install; len(got) != 1 || got[0] != "rpm-only" {
+		t.Errorf("install %v", got)
+	}
+}
