@@ -347,14 +347,19 @@ func (b *builder) image(img *spec.Image) (*Image, error) {
 	}
 	pl.Steps = append(pl.Steps, prepareCacheDirs(steps, u)...)
 
-	// Services and routes cover the whole chain: this image's
-	// supervisord.conf and routes.yml replace the parent's.
+	// An image whose own layers add services or routes rewrites
+	// supervisord.conf and routes.yml, which replace the parent's: they
+	// cover the whole chain. Otherwise the parent's stay as they are.
 	chain := b.chainLayers(img)
-	if err := b.services(pl, img, chain); err != nil {
-		return nil, err
+	if slices.ContainsFunc(own, func(l *spec.Layer) bool { return l.Service != "" }) {
+		if err := b.services(pl, img, chain); err != nil {
+			return nil, err
+		}
 	}
-	if err := routes(pl, img, chain); err != nil {
-		return nil, err
+	if slices.ContainsFunc(own, func(l *spec.Layer) bool { return l.Route != nil }) {
+		if err := routes(pl, img, chain); err != nil {
+			return nil, err
+		}
 	}
 
 	pl.FinalUser = uid
