@@ -15,7 +15,7 @@ import (
 	"strings"
 
 	"github.com/distribution/reference"
-	"go.yaml.in/yaml/v3"
+	"gopkg.in/yaml.v3"
 
 	"github.com/overthink/ov/spec"
 )
