@@ -1,0 +1,394 @@
+package plan_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/overthink/ov/plan"
+	"github.com/overthink/ov/spec"
+)
+
+// family is a hand-made project: base (external) <- app <- leaf, plus an
+// independent image and a disabled one.
+func family(t *testing.T) *spec.Project {
+	t.Helper()
+	dir := t.TempDir()
+	layer := func(l *spec.Layer) *spec.Layer {
+		l.Dir = filepath.Join(dir, "layers", l.Name)
+		l.Pos = spec.Pos{File: "layers/" + l.Name + "/layer.yml"}
+		if err := os.MkdirAll(l.Dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	img := func(name, base, parent, tag string, install ...string) *spec.Image {
+		return &spec.Image{Name: name, Enabled: true, Base: base, Parent: parent, Platforms: []string{"linux/amd64"},
+			Tag: tag, Registry: "ghcr.io/o", Pkg: "deb", Layers: install, Install: install, User: "user", UID: 1000, GID: 1000}
+	}
+	p := &spec.Project{Dir: dir, Images: map[string]*spec.Image{}, Layers: map[string]*spec.Layer{}}
+	for _, l := range []*spec.Layer{
+		layer(&spec.Layer{Name: "tools", Deb: &spec.Deb{Packages: []string{"nodejs", "npm", "cargo"}}, Ports: []int{9090, 80}}),
+		layer(&spec.Layer{Name: "node", PackageJSON: true, Env: map[string]string{"NPM_CONFIG_PREFIX": "~/.npm-global"}, PathAppend: []string{"~/.npm-global/bin"}}),
+		layer(&spec.Layer{Name: "rust", CargoToml: true, UserYml: true, RootYml: true}),
+		layer(&spec.Layer{Name: "svc", Service: "[program:svc]\ncommand=true", Route: &spec.Route{Host: "svc.localhost", Port: 9090}}),
+		layer(&spec.Layer{Name: "leaf", UserYml: true, Ports: []int{80, 7000}}),
+	} {
+		p.Layers[l.Name] = l
+	}
+	for _, i := range []*spec.Image{
+		img("base", "ubuntu:24.04", "", "auto", "tools", "node"),
+		img("app", "base", "base", "2.0", "rust", "svc"),
+		img("leaf", "app", "app", "auto", "leaf"),
+		img("other", "debian:bookworm", "", "nightly", "tools"),
+		img("off", "debian:bookworm", "", "auto", "tools"),
+	} {
+		p.Images[i.Name] = i
+	}
+	p.Images["off"].Enabled = false
+	p.Order = []string{"base", "app", "leaf", "other"}
+	p.Names = []string{"base", "app", "leaf", "other", "off"}
+	return p
+}
+
+type lookups struct{ calls []string }
+
+func (l *lookups) users(_ context.Context, ref string, want spec.User) (spec.User, error) {
+	l.calls = append(l.calls, ref)
+	if ref == "ubuntu:24.04" && want.UID == 1000 {
+		return spec.User{Name: "ubuntu", UID: 1000, GID: 1001, Home: "/home/ubuntu"}, nil
+	}
+	return spec.User{Name: want.Name, UID: want.UID, GID: want.GID}, nil // no home: plan fills it
+}
+
+func build(t *testing.T, p *spec.Project, names ...string) ([]*plan.Image, *lookups) {
+	t.Helper()
+	l := &lookups{}
+	plans, err := plan.Build(p, names, plan.Options{CalVer: "2026.1.0", Users: l.users})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return plans, l
+}
+
+func byName(plans []*plan.Image) map[string]*plan.Image {
+	m := map[string]*plan.Image{}
+	for _, p := range plans {
+		m[p.Name] = p
+	}
+	return m
+}
+
+func planNames(plans []*plan.Image) []string {
+	var out []string
+	for _, p := range plans {
+		out = append(out, p.Name)
+	}
+	return out
+}
+
+func TestSelection(t *testing.T) {
+	p := family(t)
+	for _, c := range []struct {
+		names, want []string
+	}{
+		{nil, []string{"base", "app", "leaf", "other"}},
+		{[]string{"leaf"}, []string{"base", "app", "leaf"}},
+		{[]string{"other", "app"}, []string{"base", "app", "other"}},
+	} {
+		plans, _ := build(t, p, c.names...)
+		if got := planNames(plans); !slices.Equal(got, c.want) {
+			t.Errorf("Build(%v) = %v, want %v", c.names, got, c.want)
+		}
+	}
+	for name, msg := range map[string]string{"off": "disabled", "nope": "not in images.yml"} {
+		_, err := plan.Build(p, []string{name}, plan.Options{CalVer: "1"})
+		if err == nil || !strings.Contains(err.Error(), msg) {
+			t.Errorf("Build(%s): %v, want %q", name, err, msg)
+		}
+	}
+}
+
+func TestUsers(t *testing.T) {
+	plans, l := build(t, family(t))
+	m := byName(plans)
+	ubuntu := spec.User{Name: "ubuntu", UID: 1000, GID: 1001, Home: "/home/ubuntu"}
+	for _, n := range []string{"base", "app", "leaf"} {
+		if m[n].User != ubuntu {
+			t.Errorf("%s user = %+v, want the base's %+v", n, m[n].User, ubuntu)
+		}
+	}
+	if want := (spec.User{Name: "user", UID: 1000, GID: 1000, Home: "/home/user"}); m["other"].User != want {
+		t.Errorf("other user = %+v, want %+v", m["other"].User, want)
+	}
+	if !slices.Equal(l.calls, []string{"ubuntu:24.04", "debian:bookworm"}) {
+		t.Errorf("lookups %v: want one per external base", l.calls)
+	}
+	if !strings.Contains(m["base"].Bootstrap[2].Shell, "groupadd -g 1001 ubuntu && useradd -m -u 1000 -g 1001 -s /bin/bash ubuntu") {
+		t.Errorf("user step: %q", m["base"].Bootstrap[2].Shell)
+	}
+	if m["base"].Workdir != "/home/ubuntu" || m["app"].Workdir != "" {
+		t.Errorf("workdirs %q %q", m["base"].Workdir, m["app"].Workdir)
+	}
+
+	// Without a lookup: the configured user, /root for uid 0.
+	p := family(t)
+	p.Images["other"].UID, p.Images["other"].User = 0, "root"
+	plans, err := plan.Build(p, []string{"other"}, plan.Options{CalVer: "1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u := plans[0].User; u.Home != "/root" || plans[0].FinalUser != "0" {
+		t.Errorf("root: %+v, final %q", u, plans[0].FinalUser)
+	}
+	for _, s := range plans[0].Steps {
+		if s.Desc == "user cache directories" {
+			t.Error("cache directories prepared for root")
+		}
+	}
+
+	// A failing lookup names the base.
+	_, err = plan.Build(family(t), nil, plan.Options{CalVer: "1", Users: func(context.Context, string, spec.User) (spec.User, error) {
+		return spec.User{}, errors.New("registry down")
+	}})
+	if err == nil || !strings.Contains(err.Error(), "registry down") || !strings.Contains(err.Error(), `image "base"`) {
+		t.Errorf("got %v", err)
+	}
+}
+
+func TestReferencesAndTags(t *testing.T) {
+	m := byName(first(build(t, family(t))))
+	if m["base"].External != "ubuntu:24.04" || m["base"].Parent != "" {
+		t.Errorf("base: external %q parent %q", m["base"].External, m["base"].Parent)
+	}
+	if got := m["base"].Tags; !slices.Equal(got, []string{"ghcr.io/o/base:2026.1.0", "ghcr.io/o/base:latest"}) {
+		t.Errorf("base tags %v", got)
+	}
+	// Stable parent references: :latest for auto, the pinned tag otherwise.
+	if m["app"].Parent != "base" || m["app"].ParentRef != "ghcr.io/o/base:latest" || m["app"].External != "" {
+		t.Errorf("app: parent %q ref %q", m["app"].Parent, m["app"].ParentRef)
+	}
+	if m["leaf"].ParentRef != "ghcr.io/o/app:2.0" {
+		t.Errorf("leaf parent ref %q", m["leaf"].ParentRef)
+	}
+	if got := m["other"].Tags; !slices.Equal(got, []string{"ghcr.io/o/other:nightly"}) {
+		t.Errorf("other tags %v", got)
+	}
+	// --tag replaces auto, and the children follow.
+	plans, err := plan.Build(family(t), nil, plan.Options{CalVer: "x", TagOverride: "rc1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m = byName(plans)
+	if m["app"].ParentRef != "ghcr.io/o/base:rc1" || !slices.Equal(m["leaf"].Tags, []string{"ghcr.io/o/leaf:rc1"}) {
+		t.Errorf("override: app parent %q, leaf tags %v", m["app"].ParentRef, m["leaf"].Tags)
+	}
+}
+
+func first[A, B any](a A, _ B) A { return a }
+
+func TestSteps(t *testing.T) {
+	m := byName(first(build(t, family(t))))
+	base, app, leaf := m["base"], m["app"], m["leaf"]
+
+	// Bootstrap: apt tools, task, user; all root.
+	if len(base.Bootstrap) != 3 || base.Bootstrap[1].Kind != plan.FetchTask {
+		t.Fatalf("bootstrap %+v", base.Bootstrap)
+	}
+	for _, s := range base.Bootstrap {
+		if s.User != "root" {
+			t.Errorf("bootstrap step %q runs as %q", s.Desc, s.User)
+		}
+	}
+	if base.Task.URL != plan.DefaultTaskURL || base.Task.ArchiveURL("arm64") != plan.DefaultTaskURL+"/task_linux_arm64.tar.gz" {
+		t.Errorf("task source %+v", base.Task)
+	}
+	if len(app.Bootstrap) != 0 {
+		t.Errorf("child has a bootstrap")
+	}
+
+	// Env and ports of the image's own layers.
+	if !slices.Equal(base.Env, []plan.EnvVar{{Key: "NPM_CONFIG_PREFIX", Value: "/home/ubuntu/.npm-global"}}) ||
+		!slices.Equal(base.PathAppend, []string{"/home/ubuntu/.npm-global/bin"}) {
+		t.Errorf("env %v path %v", base.Env, base.PathAppend)
+	}
+	if !slices.Equal(base.Expose, []int{80, 9090}) || !slices.Equal(leaf.Expose, []int{80, 7000}) || app.Expose != nil {
+		t.Errorf("expose base %v leaf %v app %v", base.Expose, leaf.Expose, app.Expose)
+	}
+
+	// Every user step runs as the uid, everything else as root, and the
+	// cache mount parents are prepared first, as root.
+	for _, img := range []*plan.Image{base, app, leaf} {
+		prepared := false
+		for _, s := range img.Steps {
+			if s.Desc == "user cache directories" {
+				prepared = true
+				if s.User != "root" {
+					t.Errorf("%s: prepare step as %q", img.Name, s.User)
+				}
+				for _, m := range ownedMounts(img) {
+					if !strings.Contains(s.Shell, m.Target) {
+						t.Errorf("%s: prepare step misses %s: %q", img.Name, m.Target, s.Shell)
+					}
+				}
+			}
+			for _, mt := range s.Mounts {
+				if mt.Owned {
+					if !prepared {
+						t.Errorf("%s: %q mounts %s before the prepare step", img.Name, s.Desc, mt.Target)
+					}
+					if s.User != "1000" || mt.UID != 1000 || mt.GID != 1001 {
+						t.Errorf("%s: %q runs as %q with mount owner %d:%d", img.Name, s.Desc, s.User, mt.UID, mt.GID)
+					}
+				}
+			}
+			if s.Kind == plan.Run && s.User == "" {
+				t.Errorf("%s: %q has no user", img.Name, s.Desc)
+			}
+		}
+		if img.FinalUser != "1000" {
+			t.Errorf("%s final user %q", img.Name, img.FinalUser)
+		}
+	}
+
+	// Stable cache ids.
+	ids := map[string]bool{}
+	for _, img := range []*plan.Image{base, app, leaf} {
+		for _, s := range append(append([]plan.Step{}, img.Bootstrap...), img.Steps...) {
+			for _, mt := range s.Mounts {
+				if mt.Kind == plan.Cache {
+					ids[mt.ID+" "+mt.Target] = true
+				}
+			}
+		}
+	}
+	for _, want := range []string{"ov-apt-cache /var/cache/apt", "ov-apt-lib /var/lib/apt", "ov-npm-1000 /home/ubuntu/.cache/npm", "ov-cargo-1000 /home/ubuntu/.cargo/registry"} {
+		if !ids[want] {
+			t.Errorf("no cache mount %q in %v", want, ids)
+		}
+	}
+
+	// Per-layer order in app: rust (root.yml, prepare, Cargo.toml, user.yml), then
+	// image-level: supervisord assembly, routes.
+	var descs []string
+	for _, s := range app.Steps {
+		descs = append(descs, s.Layer+":"+s.Desc)
+	}
+	want := []string{"rust:root.yml", "rust:user cache directories", "rust:Cargo.toml", "rust:user.yml",
+		":assemble /etc/supervisord.conf", ":COPY traefik routes"}
+	if !slices.Equal(descs, want) {
+		t.Errorf("app steps:\n got %q\nwant %q", descs, want)
+	}
+	if len(app.Fragments) != 2 || app.Fragments[1].Name != "04-svc.conf" || app.Routes == nil {
+		t.Errorf("app fragments %v routes %q", app.Fragments, app.Routes)
+	}
+	if !strings.HasSuffix(string(app.Fragments[1].Content), "command=true\n") {
+		t.Errorf("fragment without its final newline: %q", app.Fragments[1].Content)
+	}
+	// The leaf adds no service: it keeps app's supervisord.conf.
+	if leaf.Fragments != nil || leaf.Routes != nil {
+		t.Errorf("leaf rewrites services or routes")
+	}
+	// Only layers whose files steps read get a context.
+	var ctxs []string
+	for _, c := range base.Contexts {
+		ctxs = append(ctxs, c.Layer+"="+c.Rel)
+	}
+	if !slices.Equal(ctxs, []string{"node=layers/node"}) {
+		t.Errorf("base contexts %v", ctxs)
+	}
+}
+
+func ownedMounts(img *plan.Image) []plan.Mount {
+	var out []plan.Mount
+	for _, s := range img.Steps {
+		for _, m := range s.Mounts {
+			if m.Owned {
+				out = append(out, m)
+			}
+		}
+	}
+	return out
+}
+
+func TestPixiStages(t *testing.T) {
+	p := family(t)
+	for _, kind := range []string{"pixi.toml", "pyproject.toml", "environment.yml"} {
+		name := "py-" + strings.Split(kind, ".")[0]
+		l := &spec.Layer{Name: name, Pixi: kind, Dir: filepath.Join(p.Dir, "layers", name)}
+		os.MkdirAll(l.Dir, 0o755)
+		p.Layers[name] = l
+		p.Images["other"].Install = append(p.Images["other"].Install, name)
+	}
+	os.WriteFile(filepath.Join(p.Layers["py-pixi"].Dir, "pixi.lock"), []byte("version: 6\n"), 0o644)
+	plans, err := plan.Build(p, []string{"other"}, plan.Options{CalVer: "1", PixiImage: "example.com/pixi:0.50"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := plans[0]
+	if len(img.Pixi) != 3 {
+		t.Fatalf("pixi stages %+v", img.Pixi)
+	}
+	wantInstall := []string{"pixi install", "pixi install --manifest-path pyproject.toml", "pixi init --import environment.yml && pixi install"}
+	for i, ps := range img.Pixi {
+		if ps.Install != wantInstall[i] || ps.Image != "example.com/pixi:0.50" || ps.Workdir != "/home/user" ||
+			ps.EnvDir != "/home/user/.pixi/envs/default" || ps.Stage != ps.Layer+"-pixi-build" {
+			t.Errorf("stage %d: %+v", i, ps)
+		}
+	}
+	if !slices.Equal(img.Pixi[0].Files, []string{"pixi.toml", "pixi.lock"}) || !slices.Equal(img.Pixi[1].Files, []string{"pyproject.toml"}) {
+		t.Errorf("files %v %v", img.Pixi[0].Files, img.Pixi[1].Files)
+	}
+	var copies []string
+	for _, s := range img.Steps {
+		if s.Kind == plan.Copy {
+			copies = append(copies, s.From+":"+s.Src+"->"+s.Dst+":"+s.Chown)
+		}
+	}
+	want := []string{
+		"py-pixi-pixi-build:/home/user/.pixi/envs/default->/home/user/.pixi/envs/default:1000:1000",
+		"py-pyproject-pixi-build:/home/user/.pixi/envs/default->/home/user/.pixi/envs/default:1000:1000",
+		"py-environment-pixi-build:/home/user/.pixi/envs/default->/home/user/.pixi/envs/default:1000:1000",
+		"py-pixi-pixi-build:/usr/local/bin/pixi->/usr/local/bin/pixi:",
+	}
+	if !slices.Equal(copies, want) {
+		t.Errorf("copies:\n got %q\nwant %q", copies, want)
+	}
+}
+
+func TestBootc(t *testing.T) {
+	p := family(t)
+	p.Images["other"].Bootc = true
+	plans, err := plan.Build(p, []string{"other"}, plan.Options{CalVer: "1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l := plans[0].Lint; l == nil || l.Shell != "bootc container lint" || l.User != "1000" {
+		t.Errorf("lint %+v", l)
+	}
+	if plans, _ := build(t, family(t), "other"); plans[0].Lint != nil {
+		t.Error("lint without bootc")
+	}
+}
+
+func TestQuote(t *testing.T) {
+	for in, want := range map[string]string{
+		"curl":           "curl",
+		"--setopt=a=b":   "--setopt=a=b",
+		"a b":            "'a b'",
+		"it's":           `'it'\''s'`,
+		"$x":             "'$x'",
+		"*":              "'*'",
+		"":               "''",
+		"~user":          "'~user'",
+		"python3-@devel": "python3-@devel",
+	} {
+		if got := plan.Quote(in); got != want {
+			t.Errorf("Quote(%q) = %s, want %s", in, got, want)
+		}
+	}
+}
