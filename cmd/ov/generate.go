@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 
 	"github.com/overthink/ov/baseuser"
@@ -19,7 +20,7 @@ type GenerateCmd struct {
 	Tag         string            `placeholder:"TAG" help:"Tag to use instead of \"auto\" (CalVer + latest)."`
 	TaskURL     string            `name:"task-url" env:"OV_TASK_URL" placeholder:"URL" help:"Directory URL holding task_linux_<arch>.tar.gz for the bootstrap (default: the go-task v3.54.0 release)."`
 	TaskSHA256  map[string]string `name:"task-sha256" env:"OV_TASK_SHA256" mapsep:"," placeholder:"amd64=HEX,arm64=HEX" help:"Pin the task archives by sha256, per architecture."`
-	OfflineUser bool              `name:"offline-user" env:"OV_OFFLINE" help:"Do not read base images' /etc/passwd: use the configured user, uid and gid with home /home/<user>."`
+	OfflineUser bool              `name:"offline-user" help:"Do not read base images' /etc/passwd: use the configured user, uid and gid with home /home/<user> (also OV_OFFLINE=1)."`
 }
 
 func (c *GenerateCmd) Help() string {
@@ -44,8 +45,12 @@ func (c *GenerateCmd) Run(g *Globals) error {
 	if err != nil {
 		return err
 	}
+	offline, err := envBool("OV_OFFLINE")
+	if err != nil {
+		return userErrorf("%v", err)
+	}
 	users := baseuser.Resolver(baseuser.Options{})
-	if c.OfflineUser {
+	if c.OfflineUser || offline {
 		users = baseuser.Offline
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
@@ -71,4 +76,17 @@ func (c *GenerateCmd) Run(g *Globals) error {
 	}
 	fmt.Fprintf(g.Stderr, "generated %s: %d images (%s)\n", generate.BakePath, len(plans), strings.Join(names, ", "))
 	return nil
+}
+
+// envBool reads a boolean environment variable; unset or empty is false.
+func envBool(name string) (bool, error) {
+	v := os.Getenv(name)
+	if v == "" {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, fmt.Errorf("%s=%q: want 1/true or 0/false", name, v)
+	}
+	return b, nil
 }
