@@ -43,6 +43,7 @@ type CLI struct {
 	Shell    ShellCmd    `cmd:"" help:"Run bash (or -c CMD) in an image, workspace at /workspace, ports on 127.0.0.1."` // run.go
 	Start    StartCmd    `cmd:"" help:"Start an image's supervisord detached as container ov-<image>."`                 // run.go
 	Stop     StopCmd     `cmd:"" help:"Stop container ov-<image>."`                                                     // run.go
+	Merge    MergeCmd    `cmd:"" help:"Merge small layers of a built image (docker or podman store)."`                  // merge.go
 	Pod      PodCmd      `cmd:"" help:"Run an image as a podman quadlet systemd user service."`                         // pod.go
 }
 
