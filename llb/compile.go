@@ -33,15 +33,6 @@ import (
 	"github.com/overthink/ov/plan"
 )
 
-// Stages that plan steps refer to by name, besides layer contexts (named
-// after their layer) and pixi build stages (PixiStage.Stage).
-const (
-	// StageSupervisord holds the supervisord fragments under /fragments.
-	StageSupervisord = "supervisord-conf"
-	// StageTraefik holds the traefik routes as /routes.yml.
-	StageTraefik = "traefik-routes"
-)
-
 // historyComment marks the history entries ov writes.
 const historyComment = "ov.llb.v0"
 
@@ -64,8 +55,6 @@ type Options struct {
 	// when the plan's base is another image. Its state is used directly: no
 	// push or pull in between.
 	Parent *Image
-	// Task says where FetchTask steps get the task archive.
-	Task plan.TaskSource
 }
 
 // LocalName is the name of the BuildKit local source holding a layer's files.
@@ -131,7 +120,7 @@ func (c *compiler) compile(ctx context.Context) (*Image, error) {
 		c.main.cfg = cloneConfig(p.Config)
 		c.main.cfg.Created = nil
 	} else {
-		if err := c.main.from(ctx, c.opt.Resolver, img.External, c.name("", "FROM "+img.External)); err != nil {
+		if err := c.main.from(ctx, c.opt.Resolver, img.External, c.label("", "FROM "+img.External)); err != nil {
 			return nil, err
 		}
 	}
@@ -144,7 +133,7 @@ func (c *compiler) compile(ctx context.Context) (*Image, error) {
 		}
 	}
 	if img.Workdir != "" {
-		c.main.workdir(img.Workdir, c.name("", "WORKDIR "+img.Workdir))
+		c.main.workdir(img.Workdir, c.label("", "WORKDIR "+img.Workdir))
 	}
 	for _, e := range img.Env {
 		c.main.env(e.Key, e.Value)
@@ -173,9 +162,32 @@ func (c *compiler) compile(ctx context.Context) (*Image, error) {
 	return &Image{Name: img.Name, Platform: c.platform, State: st, Config: c.main.cfg}, nil
 }
 
-// name is the vertex name progress and errors show: "[image layer] desc",
-// with the platform when the image builds for several.
-func (c *compiler) name(layer, desc string) string {
+// Description keys naming the step an LLB vertex belongs to, so build
+// errors can say which image, layer and step failed.
+const (
+	DescImage = "ov.image"
+	DescLayer = "ov.layer"
+	DescStep  = "ov.step"
+)
+
+// label names a vertex for progress and errors.
+type label struct{ image, layer, step, name string }
+
+func (l label) opt() bk.ConstraintsOpt {
+	return bk.WithDescription(map[string]string{
+		"llb.customname": l.name,
+		DescImage:        l.image,
+		DescLayer:        l.layer,
+		DescStep:         l.step,
+	})
+}
+
+// with is the label of a related vertex: same step, another name.
+func (l label) with(name string) label { l.name = name; return l }
+
+// label is "[image layer] desc", with the platform when the image builds
+// for several.
+func (c *compiler) label(layer, desc string) label {
 	parts := []string{c.img.Name}
 	if layer != "" {
 		parts = append(parts, layer)
@@ -183,7 +195,7 @@ func (c *compiler) name(layer, desc string) string {
 	if len(c.img.Platforms) > 1 {
 		parts = append(parts, platforms.Format(c.platform))
 	}
-	return "[" + strings.Join(parts, " ") + "] " + desc
+	return label{image: c.img.Name, layer: layer, step: desc, name: "[" + strings.Join(parts, " ") + "] " + desc}
 }
 
 // buildStages makes the named states steps copy or mount from.
@@ -196,16 +208,16 @@ func (c *compiler) buildStages(ctx context.Context) error {
 			bk.WithCustomName("[layer "+lc.Layer+"] load files"))
 	}
 	if img.Fragments != nil {
-		st := bk.Scratch().File(bk.Mkdir("/fragments", 0o755), bk.WithCustomName(c.name("", "stage "+StageSupervisord)))
+		st := bk.Scratch().File(bk.Mkdir("/fragments", 0o755), c.label("", "stage "+plan.StageSupervisord).opt())
 		for _, f := range img.Fragments {
 			st = st.File(bk.Mkfile(path.Join("/fragments", f.Name), 0o644, f.Content),
-				bk.WithCustomName(c.name("", "supervisord fragment "+f.Name)))
+				c.label("", "supervisord fragment "+f.Name).opt())
 		}
-		c.stages[StageSupervisord] = st
+		c.stages[plan.StageSupervisord] = st
 	}
 	if img.Routes != nil {
-		c.stages[StageTraefik] = bk.Scratch().File(bk.Mkfile("/routes.yml", 0o644, img.Routes),
-			bk.WithCustomName(c.name("", "stage "+StageTraefik)))
+		c.stages[plan.StageTraefik] = bk.Scratch().File(bk.Mkfile("/routes.yml", 0o644, img.Routes),
+			c.label("", "stage "+plan.StageTraefik).opt())
 	}
 	for _, ps := range img.Pixi {
 		st, err := c.pixiStage(ctx, ps)
@@ -221,7 +233,7 @@ func (c *compiler) buildStages(ctx context.Context) error {
 //
 //	FROM <pixi image> AS <stage>
 //	WORKDIR <workdir>
-//	COPY --from=<layer> <manifest> ./
+//	COPY --from=<layer> <files> ./    (one COPY per file)
 //	RUN <install>
 func (c *compiler) pixiStage(ctx context.Context, ps plan.PixiStage) (bk.State, error) {
 	layerFiles, ok := c.stages[ps.Layer]
@@ -229,15 +241,17 @@ func (c *compiler) pixiStage(ctx context.Context, ps plan.PixiStage) (bk.State, 
 		return bk.State{}, fmt.Errorf("layer %q has no context", ps.Layer)
 	}
 	s := &stage{platform: c.platform}
-	if err := s.from(ctx, c.opt.Resolver, ps.Image, c.name(ps.Layer, "FROM "+ps.Image)); err != nil {
+	if err := s.from(ctx, c.opt.Resolver, ps.Image, c.label(ps.Layer, "FROM "+ps.Image)); err != nil {
 		return bk.State{}, err
 	}
 	s.init()
 	if ps.Workdir != "" {
-		s.workdir(ps.Workdir, c.name(ps.Layer, "pixi WORKDIR "+ps.Workdir))
+		s.workdir(ps.Workdir, c.label(ps.Layer, "pixi WORKDIR "+ps.Workdir))
 	}
-	s.copy(layerFiles, ps.Manifest, "./", "", c.name(ps.Layer, "pixi COPY "+ps.Manifest), "")
-	s.run(bk.Args(s.shell(ps.Install)), bk.WithCustomName(c.name(ps.Layer, "pixi "+ps.Install)))
+	for _, f := range ps.Files {
+		s.copy(layerFiles, f, "./", "", c.label(ps.Layer, "pixi COPY "+f), "")
+	}
+	s.run(bk.Args(s.shell(ps.Install)), c.label(ps.Layer, "pixi "+ps.Install).opt())
 	return s.st, nil
 }
 
@@ -245,7 +259,7 @@ func (c *compiler) step(ctx context.Context, s plan.Step) error {
 	if s.User != "" {
 		c.main.user(s.User)
 	}
-	name := c.name(s.Layer, s.Desc)
+	lbl := c.label(s.Layer, s.Desc)
 	fail := func(err error) error {
 		if s.Layer != "" {
 			return fmt.Errorf("layer %q, step %q: %w", s.Layer, s.Desc, err)
@@ -254,7 +268,7 @@ func (c *compiler) step(ctx context.Context, s plan.Step) error {
 	}
 	switch s.Kind {
 	case plan.Run, plan.FetchTask:
-		opts := []bk.RunOption{bk.Args(c.main.shell(s.Shell)), bk.WithCustomName(name)}
+		opts := []bk.RunOption{bk.Args(c.main.shell(s.Shell)), lbl.opt()}
 		for _, m := range s.Mounts {
 			o, err := c.mount(m)
 			if err != nil {
@@ -263,7 +277,7 @@ func (c *compiler) step(ctx context.Context, s plan.Step) error {
 			opts = append(opts, o)
 		}
 		if s.Kind == plan.FetchTask {
-			o, err := c.taskArchive(name)
+			o, err := c.taskArchive(lbl)
 			if err != nil {
 				return fail(err)
 			}
@@ -275,7 +289,7 @@ func (c *compiler) step(ctx context.Context, s plan.Step) error {
 		if !ok {
 			return fail(fmt.Errorf("unknown stage %q", s.From))
 		}
-		c.main.copy(from, s.Src, s.Dst, s.Chown, name, s.Desc)
+		c.main.copy(from, s.Src, s.Dst, s.Chown, lbl, s.Desc)
 		return nil
 	default:
 		return fail(fmt.Errorf("unknown step kind %d", s.Kind))
@@ -331,17 +345,12 @@ func cacheSharing(s string) bk.CacheMountSharingMode {
 	return bk.CacheMountShared
 }
 
-// TaskArchiveURL is the task archive FetchTask steps download for arch
-// ("amd64", "arm64").
-func TaskArchiveURL(src plan.TaskSource, arch string) string {
-	return strings.TrimSuffix(src.URL, "/") + "/task_linux_" + arch + ".tar.gz"
-}
-
 // taskArchive mounts the task archive for the platform at plan.TaskArchive,
 // downloaded by BuildKit and pinned by checksum when the source has one.
 // The mount leaves nothing behind in the image.
-func (c *compiler) taskArchive(name string) (bk.RunOption, error) {
-	if c.opt.Task.URL == "" {
+func (c *compiler) taskArchive(lbl label) (bk.RunOption, error) {
+	task := c.img.Task
+	if task.URL == "" {
 		return nil, fmt.Errorf("no task download location configured")
 	}
 	arch := c.platform.Architecture
@@ -349,21 +358,21 @@ func (c *compiler) taskArchive(name string) (bk.RunOption, error) {
 		return nil, fmt.Errorf("task is only fetched for linux/amd64 and linux/arm64, not %s", platforms.Format(c.platform))
 	}
 	const file = "task.tar.gz"
-	opts := []bk.HTTPOption{bk.Filename(file), bk.WithCustomName(name + " (download " + path.Base(TaskArchiveURL(c.opt.Task, arch)) + ")")}
-	if sum := c.opt.Task.SHA256[arch]; sum != "" {
+	opts := []bk.HTTPOption{bk.Filename(file), lbl.with(lbl.name + " (download " + path.Base(task.ArchiveURL(arch)) + ")").opt()}
+	if sum := task.SHA256[arch]; sum != "" {
 		d := digest.NewDigestFromEncoded(digest.SHA256, strings.ToLower(sum))
 		if err := d.Validate(); err != nil {
 			return nil, fmt.Errorf("task sha256 for %s: %w", arch, err)
 		}
 		opts = append(opts, bk.Checksum(d))
 	}
-	archive := bk.HTTP(TaskArchiveURL(c.opt.Task, arch), opts...)
+	archive := bk.HTTP(task.ArchiveURL(arch), opts...)
 	return bk.AddMount(plan.TaskArchive, archive, bk.SourcePath("/"+file), bk.Readonly), nil
 }
 
 // from starts the stage from an external image, resolved to a digest, with
 // its config.
-func (s *stage) from(ctx context.Context, r bk.ImageMetaResolver, ref, name string) error {
+func (s *stage) from(ctx context.Context, r bk.ImageMetaResolver, ref string, lbl label) error {
 	if r == nil {
 		return fmt.Errorf("base %q: no image resolver", ref)
 	}
@@ -373,7 +382,7 @@ func (s *stage) from(ctx context.Context, r bk.ImageMetaResolver, ref, name stri
 	}
 	named = reference.TagNameOnly(named)
 	resolved, dgst, dt, err := r.ResolveImageConfig(ctx, named.String(), sourceresolver.Opt{
-		LogName:  name + ": load metadata",
+		LogName:  lbl.name + ": load metadata",
 		ImageOpt: &sourceresolver.ResolveImageOpt{Platform: &s.platform},
 	})
 	if err != nil {
@@ -399,7 +408,7 @@ func (s *stage) from(ctx context.Context, r bk.ImageMetaResolver, ref, name stri
 		s.st = bk.Scratch()
 		return nil
 	}
-	s.st = bk.Image(named.String(), bk.Platform(s.platform), bk.WithCustomName(name))
+	s.st = bk.Image(named.String(), bk.Platform(s.platform), lbl.opt())
 	return nil
 }
 
@@ -486,7 +495,7 @@ func (s *stage) user(u string) {
 
 // workdir is WORKDIR dir: it creates the directory (owned by the current
 // user) in a layer of its own, as the frontend does.
-func (s *stage) workdir(dir, name string) {
+func (s *stage) workdir(dir string, lbl label) {
 	wd := path.Clean(path.Join("/", s.cfg.Config.WorkingDir, dir))
 	s.cfg.Config.WorkingDir = wd
 	s.st = s.st.Dir(wd)
@@ -498,7 +507,7 @@ func (s *stage) workdir(dir, name string) {
 	if u := s.cfg.Config.User; u != "" {
 		opts = append(opts, bk.WithUser(u))
 	}
-	s.st = s.st.File(bk.Mkdir(wd, 0o755, opts...), bk.WithCustomName(name))
+	s.st = s.st.File(bk.Mkdir(wd, 0o755, opts...), lbl.opt())
 	s.history("WORKDIR "+wd, true)
 }
 
@@ -518,7 +527,7 @@ func (s *stage) run(opts ...bk.RunOption) {
 // copy is COPY [--chown=chown] src dst from another state, with the
 // frontend's copy semantics: directory contents, wildcards, symlinks
 // followed, destination parents created, dst relative to the workdir.
-func (s *stage) copy(from bk.State, src, dst, chown, name, desc string) {
+func (s *stage) copy(from bk.State, src, dst, chown string, lbl label, desc string) {
 	srcPath, _ := system.NormalizePath("/", src, "linux", false)
 	dstPath, _ := system.NormalizePath(s.workdirOrRoot(), dst, "linux", true)
 	opts := []bk.CopyOption{&bk.CopyInfo{
@@ -531,7 +540,7 @@ func (s *stage) copy(from bk.State, src, dst, chown, name, desc string) {
 	if chown != "" {
 		opts = append(opts, bk.WithUser(chown))
 	}
-	s.st = s.st.File(bk.Copy(from, srcPath, dstPath, opts...), bk.WithCustomName(name))
+	s.st = s.st.File(bk.Copy(from, srcPath, dstPath, opts...), lbl.opt())
 	if desc != "" {
 		s.history(desc, true)
 	}

@@ -79,6 +79,7 @@ func parentPlan(dir string) *plan.Image {
 		Tags:      []string{"ov.test/parent:latest"},
 		Contexts:  []plan.Context{{Layer: "marker", Dir: dir, Rel: "layers/marker"}},
 		Routes:    []byte("http: {}\n"),
+		Task:      taskSource,
 		Bootstrap: []plan.Step{
 			{Kind: plan.Run, User: "root", Desc: "install curl", Shell: "apt-get update && apt-get install -y curl", Mounts: aptCaches()},
 			{Kind: plan.FetchTask, User: "root", Desc: "install task", Shell: "tar -xzf /tmp/task.tar.gz -C /usr/local/bin task"},
@@ -91,7 +92,7 @@ func parentPlan(dir string) *plan.Image {
 		Steps: []plan.Step{
 			{Kind: plan.Run, Layer: "marker", User: "root", Desc: "marker: root.yml", Shell: "cd /ctx && task -t root.yml install", Mounts: append(aptCaches(), ctx)},
 			{Kind: plan.Run, Layer: "marker", User: "1000", Desc: "marker: user.yml", Shell: "cd /ctx && task -t user.yml install", Mounts: []plan.Mount{ctx, npm}},
-			{Kind: plan.Copy, User: "root", Desc: "traefik routes", From: StageTraefik, Src: "/routes.yml", Dst: "/etc/traefik/dynamic/routes.yml"},
+			{Kind: plan.Copy, User: "root", Desc: "traefik routes", From: plan.StageTraefik, Src: "/routes.yml", Dst: "/etc/traefik/dynamic/routes.yml"},
 			{Kind: plan.Copy, User: "root", Desc: "marker file", From: "marker", Src: "marker.txt", Dst: "share/", Chown: "1000:1000"},
 		},
 		FinalUser: "1000",
@@ -205,7 +206,7 @@ func mountAt(t *testing.T, e *pb.ExecOp, dest string) *pb.Mount {
 func compileParent(t *testing.T, p ocispecs.Platform) (*Image, *fakeResolver) {
 	t.Helper()
 	r := resolver()
-	img, err := Compile(context.Background(), parentPlan(t.TempDir()), p, Options{Resolver: r, Task: taskSource})
+	img, err := Compile(context.Background(), parentPlan(t.TempDir()), p, Options{Resolver: r})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -397,7 +398,7 @@ func TestCompileOps(t *testing.T) {
 
 func TestCompileChild(t *testing.T) {
 	parent, r := compileParent(t, amd64)
-	child, err := Compile(context.Background(), childPlan(), amd64, Options{Resolver: r, Parent: parent, Task: taskSource})
+	child, err := Compile(context.Background(), childPlan(), amd64, Options{Resolver: r, Parent: parent})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -445,7 +446,7 @@ func TestCompileMultiPlatform(t *testing.T) {
 	pl.Platforms = []string{"linux/amd64", "linux/arm64"}
 	r := resolver()
 	arm64 := ocispecs.Platform{OS: "linux", Architecture: "arm64"}
-	img, err := Compile(context.Background(), pl, arm64, Options{Resolver: r, Task: taskSource})
+	img, err := Compile(context.Background(), pl, arm64, Options{Resolver: r})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -467,7 +468,9 @@ func TestCompileMultiPlatform(t *testing.T) {
 
 func TestCompileUnpinnedTask(t *testing.T) {
 	r := resolver()
-	img, err := Compile(context.Background(), parentPlan(t.TempDir()), amd64, Options{Resolver: r, Task: plan.TaskSource{URL: "http://mirror/task"}})
+	pl := parentPlan(t.TempDir())
+	pl.Task = plan.TaskSource{URL: "http://mirror/task"}
+	img, err := Compile(context.Background(), pl, amd64, Options{Resolver: r})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -515,16 +518,16 @@ func TestCompilePixiAndSupervisord(t *testing.T) {
 	pl := parentPlan(t.TempDir())
 	pl.Pixi = []plan.PixiStage{{
 		Layer: "marker", Stage: "marker-pixi-build", Image: "ghcr.io/prefix-dev/pixi:latest",
-		Manifest: "pixi.toml", Workdir: "/home/user", Install: "pixi install", EnvDir: "/home/user/.pixi/envs/default",
+		Manifest: "pixi.toml", Files: []string{"pixi.toml", "pixi.lock"}, Workdir: "/home/user", Install: "pixi install", EnvDir: "/home/user/.pixi/envs/default",
 	}}
 	pl.Fragments = []plan.File{{Name: "00-header.conf", Content: []byte("[supervisord]\n")}, {Name: "01-web.conf", Content: []byte("[program:web]\n")}}
 	pl.Steps = append(pl.Steps,
 		plan.Step{Kind: plan.Copy, Layer: "marker", User: "root", Desc: "pixi env", From: "marker-pixi-build",
 			Src: "/home/user/.pixi/envs/default", Dst: "/home/user/.pixi/envs/default", Chown: "1000:1000"},
 		plan.Step{Kind: plan.Run, User: "root", Desc: "supervisord.conf", Shell: "cat /fragments/*.conf > /etc/supervisord.conf",
-			Mounts: []plan.Mount{{Kind: plan.Bind, Target: "/fragments", From: StageSupervisord, Source: "/fragments"}}},
+			Mounts: []plan.Mount{{Kind: plan.Bind, Target: "/fragments", From: plan.StageSupervisord, Source: "/fragments"}}},
 	)
-	img, err := Compile(context.Background(), pl, amd64, Options{Resolver: r, Task: taskSource})
+	img, err := Compile(context.Background(), pl, amd64, Options{Resolver: r})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -533,9 +536,12 @@ func TestCompilePixiAndSupervisord(t *testing.T) {
 	if e := inst.GetExec(); e.Meta.Cwd != "/home/user" || !slices.Equal(e.Meta.Args, []string{"/bin/sh", "-c", "pixi install"}) {
 		t.Errorf("pixi install = %+v", e.Meta)
 	}
-	man := g.input(inst, 0).GetFile().Actions[0].GetCopy()
-	if man.Src != "/pixi.toml" || man.Dest != "/home/user/" {
-		t.Errorf("manifest copy = %+v", man)
+	lock := g.input(inst, 0)
+	if c := lock.GetFile().Actions[0].GetCopy(); c.Src != "/pixi.lock" || c.Dest != "/home/user/" {
+		t.Errorf("lock copy = %+v", c)
+	}
+	if c := g.input(lock, 0).GetFile().Actions[0].GetCopy(); c.Src != "/pixi.toml" || c.Dest != "/home/user/" {
+		t.Errorf("manifest copy = %+v", c)
 	}
 	env := g.named(t, "] pixi env")
 	if c := env.GetFile().Actions[0].GetCopy(); c.Src != "/home/user/.pixi/envs/default" || c.Owner.User.GetByID() != 1000 {
@@ -556,35 +562,32 @@ func TestCompileErrors(t *testing.T) {
 	r := resolver()
 	for name, tc := range map[string]struct {
 		edit func(*plan.Image)
-		opt  Options
 		want string
 	}{
 		"unknown stage": {
 			edit: func(p *plan.Image) { p.Steps[2].From = "nope" },
-			opt:  Options{Resolver: r, Task: taskSource},
 			want: `image "parent" (linux/amd64): step "traefik routes": unknown stage "nope"`,
 		},
 		"unknown mount stage": {
 			edit: func(p *plan.Image) { p.Steps[0].Mounts[2].From = "gone" },
-			opt:  Options{Resolver: r, Task: taskSource},
 			want: `layer "marker", step "marker: root.yml": mount /ctx: unknown stage "gone"`,
 		},
 		"no task url": {
-			opt:  Options{Resolver: r},
+			edit: func(p *plan.Image) { p.Task = plan.TaskSource{} },
 			want: `step "install task": no task download location configured`,
 		},
 		"bad checksum": {
-			opt:  Options{Resolver: r, Task: plan.TaskSource{URL: "http://x", SHA256: map[string]string{"amd64": "zz"}}},
+			edit: func(p *plan.Image) {
+				p.Task = plan.TaskSource{URL: "http://x", SHA256: map[string]string{"amd64": "zz"}}
+			},
 			want: "task sha256 for amd64",
 		},
 		"missing base": {
 			edit: func(p *plan.Image) { p.External = "ghost:1" },
-			opt:  Options{Resolver: r, Task: taskSource},
 			want: `base "ghost:1": docker.io/library/ghost:1: not found`,
 		},
 		"no base": {
 			edit: func(p *plan.Image) { p.External = "" },
-			opt:  Options{Resolver: r, Task: taskSource},
 			want: "exactly one of External and Parent",
 		},
 	} {
@@ -593,13 +596,13 @@ func TestCompileErrors(t *testing.T) {
 			if tc.edit != nil {
 				tc.edit(pl)
 			}
-			_, err := Compile(context.Background(), pl, amd64, tc.opt)
+			_, err := Compile(context.Background(), pl, amd64, Options{Resolver: r})
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("err = %v, want %q", err, tc.want)
 			}
 		})
 	}
-	_, err := Compile(context.Background(), parentPlan(t.TempDir()), ocispecs.Platform{OS: "linux", Architecture: "riscv64"}, Options{Resolver: r, Task: taskSource})
+	_, err := Compile(context.Background(), parentPlan(t.TempDir()), ocispecs.Platform{OS: "linux", Architecture: "riscv64"}, Options{Resolver: r})
 	if err == nil || !strings.Contains(err.Error(), "not linux/riscv64") {
 		t.Errorf("riscv64: %v", err)
 	}

@@ -1,0 +1,582 @@
+package llb
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/containerd/platforms"
+	"github.com/distribution/reference"
+	"github.com/docker/cli/cli/config"
+	controlapi "github.com/moby/buildkit/api/services/control"
+	"github.com/moby/buildkit/client"
+	bk "github.com/moby/buildkit/client/llb"
+	"github.com/moby/buildkit/client/llb/sourceresolver"
+	"github.com/moby/buildkit/exporter/containerimage/exptypes"
+	gateway "github.com/moby/buildkit/frontend/gateway/client"
+	"github.com/moby/buildkit/session"
+	"github.com/moby/buildkit/session/auth/authprovider"
+	"github.com/moby/buildkit/solver/errdefs"
+	digest "github.com/opencontainers/go-digest"
+	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/tonistiigi/fsutil"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/overthink/ov/plan"
+)
+
+// BuildOptions say what Build builds and where the results go.
+type BuildOptions struct {
+	// Family holds every image the targets need, parents included.
+	Family []*plan.Image
+	// Targets are the images to build and export, by name; empty means all
+	// of Family. A parent that is not a target is built only as part of its
+	// children.
+	Targets []string
+	// Platforms narrows each target's platforms; empty builds each image's
+	// own.
+	Platforms []ocispecs.Platform
+	// Exporter receives every target; required.
+	Exporter Exporter
+	// CacheImports and CacheExports apply to every target, each under a
+	// reference of its own (see CacheFor).
+	CacheImports, CacheExports []client.CacheOptionsEntry
+	// Session adds attachables to every build's session. Registry
+	// credentials from the docker config are always attached.
+	Session []session.Attachable
+	// Status, when set, receives the progress of all builds, and is closed
+	// when Build returns. Feed it to one progressui display.
+	Status chan *client.SolveStatus
+	// WaitForParents starts a target only after the targets it is built on
+	// are exported, so a push uploads each shared blob once. Otherwise all
+	// targets start at once and BuildKit shares the common work.
+	WaitForParents bool
+}
+
+// Result is one exported target.
+type Result struct {
+	Image     string
+	Platforms []ocispecs.Platform
+	// ExporterResponse is BuildKit's (image digest, names, ...).
+	ExporterResponse map[string]string
+}
+
+// Build builds the targets against buildkitd, each as one multi-platform
+// result with its platforms solved in parallel, and hands them to the
+// exporter. A child's LLB embeds its parent's, so a family is built without
+// pushing or pulling between its members. Failed targets are reported
+// together; the others are still exported.
+func Build(ctx context.Context, c *client.Client, opt BuildOptions) ([]Result, error) {
+	if opt.Status != nil {
+		defer close(opt.Status)
+	}
+	b, err := newBuilder(opt)
+	if err != nil {
+		return nil, err
+	}
+	results := make([]Result, len(b.targets))
+	errs := make([]error, len(b.targets))
+	var wg sync.WaitGroup
+	for i, img := range b.targets {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer close(b.done[img.Name])
+			if err := b.waitParents(ctx, img); err != nil {
+				errs[i] = err
+				return
+			}
+			results[i], errs[i] = b.build(ctx, c, img)
+			if errs[i] != nil {
+				b.failed.Store(img.Name, true)
+			}
+		}()
+	}
+	wg.Wait()
+	b.statuses.Wait()
+	if err := joinUnique(errs); err != nil {
+		return nil, err
+	}
+	return results, nil
+}
+
+type builder struct {
+	opt      BuildOptions
+	byName   map[string]*plan.Image
+	targets  []*plan.Image
+	mounts   map[string]fsutil.FS
+	session  []session.Attachable
+	resolver *resolveCache
+	done     map[string]chan struct{}
+	failed   sync.Map
+	statuses sync.WaitGroup
+
+	mu     sync.Mutex
+	labels map[digest.Digest]label // every marshaled vertex with a step label
+}
+
+func newBuilder(opt BuildOptions) (*builder, error) {
+	if opt.Exporter == nil {
+		return nil, errors.New("no exporter")
+	}
+	b := &builder{
+		opt:      opt,
+		byName:   map[string]*plan.Image{},
+		mounts:   map[string]fsutil.FS{},
+		resolver: &resolveCache{m: map[string]*resolved{}},
+		done:     map[string]chan struct{}{},
+		labels:   map[digest.Digest]label{},
+	}
+	for _, img := range opt.Family {
+		b.byName[img.Name] = img
+	}
+	for name, dir := range LocalDirs(opt.Family...) {
+		fs, err := fsutil.NewFS(dir)
+		if err != nil {
+			return nil, fmt.Errorf("layer files %s: %w", dir, err)
+		}
+		b.mounts[name] = fs
+	}
+	names := opt.Targets
+	if len(names) == 0 {
+		for _, img := range opt.Family {
+			names = append(names, img.Name)
+		}
+	}
+	for _, n := range names {
+		img, ok := b.byName[n]
+		if !ok {
+			return nil, fmt.Errorf("image %q is not in the build plan", n)
+		}
+		for p := img; p.Parent != ""; {
+			if p = b.byName[p.Parent]; p == nil {
+				return nil, fmt.Errorf("image %q: parent %q is not in the build plan", n, img.Parent)
+			}
+		}
+		if _, dup := b.done[n]; dup {
+			continue
+		}
+		b.targets = append(b.targets, img)
+		b.done[n] = make(chan struct{})
+	}
+	auth := authprovider.NewDockerAuthProvider(authprovider.DockerAuthProviderConfig{
+		AuthConfigProvider: authprovider.LoadAuthConfig(config.LoadDefaultConfigFile(io.Discard)),
+	})
+	b.session = append([]session.Attachable{auth}, opt.Session...)
+	return b, nil
+}
+
+// waitParents waits, when asked to, for the targets img is built on.
+func (b *builder) waitParents(ctx context.Context, img *plan.Image) error {
+	if !b.opt.WaitForParents {
+		return nil
+	}
+	for p := b.byName[img.Parent]; p != nil; p = b.byName[p.Parent] {
+		ch, ok := b.done[p.Name]
+		if !ok {
+			continue
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("image %q: %w", img.Name, context.Cause(ctx))
+		}
+		if _, bad := b.failed.Load(p.Name); bad {
+			return &parentError{image: img.Name, parent: p.Name}
+		}
+		return nil // p waited for its own parents
+	}
+	return nil
+}
+
+type parentError struct{ image, parent string }
+
+func (e *parentError) Error() string {
+	return fmt.Sprintf("image %q: not built: parent image %q failed", e.image, e.parent)
+}
+
+// Platforms are the platforms img builds for: its own, narrowed.
+func Platforms(img *plan.Image, narrow []ocispecs.Platform) ([]ocispecs.Platform, error) {
+	var out []ocispecs.Platform
+	for _, s := range img.Platforms {
+		p, err := platforms.Parse(s)
+		if err != nil {
+			return nil, fmt.Errorf("image %q: platform %q: %w", img.Name, s, err)
+		}
+		p = platforms.Normalize(p)
+		if len(narrow) > 0 && !slices.ContainsFunc(narrow, func(n ocispecs.Platform) bool { return platforms.Only(n).Match(p) && platforms.Only(p).Match(n) }) {
+			continue
+		}
+		out = append(out, p)
+	}
+	if len(out) == 0 {
+		want := make([]string, len(narrow))
+		for i, n := range narrow {
+			want[i] = platforms.Format(n)
+		}
+		return nil, fmt.Errorf("image %q builds for %s, not %s", img.Name, strings.Join(img.Platforms, ", "), strings.Join(want, ", "))
+	}
+	return out, nil
+}
+
+func (b *builder) build(ctx context.Context, c *client.Client, img *plan.Image) (res Result, err error) {
+	ps, err := Platforms(img, b.opt.Platforms)
+	if err != nil {
+		return res, err
+	}
+	exp, err := b.opt.Exporter.Prepare(ctx, img, ps)
+	if err != nil {
+		return res, fmt.Errorf("image %q: %w", img.Name, err)
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			exp.Abort()
+		}
+	}()
+
+	ch := make(chan *client.SolveStatus)
+	logs := newLogTail()
+	b.statuses.Add(1)
+	go func() {
+		defer b.statuses.Done()
+		for s := range ch {
+			logs.add(s)
+			if b.opt.Status != nil {
+				b.opt.Status <- s
+			}
+		}
+	}()
+
+	so := client.SolveOpt{
+		Exports:      exp.Entries(),
+		LocalMounts:  b.mounts,
+		Session:      b.session,
+		SharedKey:    "ov",
+		CacheImports: CacheFor(b.opt.CacheImports, img.Name),
+		CacheExports: CacheFor(b.opt.CacheExports, img.Name),
+	}
+	// BuildKit reports a build function's error by its gRPC status alone,
+	// dropping the context wrapped around it here; keep the original.
+	var fnErr error
+	resp, err := c.Build(ctx, so, "ov", func(ctx context.Context, gc gateway.Client) (*gateway.Result, error) {
+		r, err := b.solve(ctx, gc, img, ps)
+		fnErr = err
+		return r, err
+	}, ch)
+	if err != nil {
+		if fnErr != nil {
+			err = fnErr
+		}
+		return res, b.explain(img.Name, err, logs)
+	}
+	if err := exp.Commit(ctx, resp); err != nil {
+		return res, fmt.Errorf("image %q: %w", img.Name, err)
+	}
+	committed = true
+	return Result{Image: img.Name, Platforms: ps, ExporterResponse: resp.ExporterResponse}, nil
+}
+
+// solve is the gateway build function of one target: every platform
+// compiled and solved in parallel, returned as one (multi-platform) result.
+func (b *builder) solve(ctx context.Context, gc gateway.Client, img *plan.Image, ps []ocispecs.Platform) (*gateway.Result, error) {
+	imports, err := gatewayCacheImports(gc.BuildOpts().Opts)
+	if err != nil {
+		return nil, err
+	}
+	refs := make([]gateway.Reference, len(ps))
+	configs := make([][]byte, len(ps))
+	eg, ctx := errgroup.WithContext(ctx)
+	for i, p := range ps {
+		eg.Go(func() error {
+			out, err := b.compile(ctx, gc, img.Name, p, map[string]*Image{})
+			if err != nil {
+				return err
+			}
+			def, err := out.State.Marshal(ctx)
+			if err != nil {
+				return fmt.Errorf("image %q (%s): %w", img.Name, platforms.Format(p), err)
+			}
+			b.record(def)
+			r, err := gc.Solve(ctx, gateway.SolveRequest{Definition: def.ToPB(), CacheImports: imports, Evaluate: true})
+			if err != nil {
+				return err
+			}
+			if refs[i], err = r.SingleRef(); err != nil {
+				return err
+			}
+			configs[i], err = json.Marshal(out.Config)
+			return err
+		})
+	}
+	if err := eg.Wait(); err != nil {
+		return nil, err
+	}
+	res := gateway.NewResult()
+	if len(ps) == 1 {
+		res.SetRef(refs[0])
+		res.AddMeta(exptypes.ExporterImageConfigKey, configs[0])
+		return res, nil
+	}
+	var expPlatforms exptypes.Platforms
+	for i, p := range ps {
+		id := platforms.FormatAll(p)
+		res.AddRef(id, refs[i])
+		res.AddMeta(exptypes.ExporterImageConfigKey+"/"+id, configs[i])
+		expPlatforms.Platforms = append(expPlatforms.Platforms, exptypes.Platform{ID: id, Platform: p})
+	}
+	dt, err := json.Marshal(expPlatforms)
+	if err != nil {
+		return nil, err
+	}
+	res.AddMeta(exptypes.ExporterPlatformsKey, dt)
+	return res, nil
+}
+
+// compile compiles name and the parents it is built on for one platform.
+func (b *builder) compile(ctx context.Context, gc gateway.Client, name string, p ocispecs.Platform, memo map[string]*Image) (*Image, error) {
+	if out, ok := memo[name]; ok {
+		return out, nil
+	}
+	img := b.byName[name]
+	var parent *Image
+	if img.Parent != "" {
+		var err error
+		if parent, err = b.compile(ctx, gc, img.Parent, p, memo); err != nil {
+			return nil, err
+		}
+	}
+	out, err := Compile(ctx, img, p, Options{Resolver: b.resolver.with(gc), Parent: parent})
+	if err != nil {
+		return nil, err
+	}
+	memo[name] = out
+	return out, nil
+}
+
+// record remembers which step each vertex of a definition belongs to.
+func (b *builder) record(def *bk.Definition) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for d, md := range def.Metadata {
+		if img := md.Description[DescImage]; img != "" {
+			b.labels[d] = label{image: img, layer: md.Description[DescLayer], step: md.Description[DescStep], name: md.Description["llb.customname"]}
+		}
+	}
+}
+
+// StepError is a failed build step: which image, layer and step, and the
+// end of what it printed.
+type StepError struct {
+	Image, Layer, Step string
+	Output             string
+	Err                error
+	vertex             digest.Digest
+}
+
+func (e *StepError) Error() string {
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "image %q", e.Image)
+	if e.Layer != "" {
+		fmt.Fprintf(&sb, ", layer %q", e.Layer)
+	}
+	fmt.Fprintf(&sb, ", step %q: %v", e.Step, e.Err)
+	if out := strings.TrimRight(e.Output, "\n"); out != "" {
+		sb.WriteString("\noutput:")
+		for line := range strings.SplitSeq(out, "\n") {
+			sb.WriteString("\n  " + line)
+		}
+	}
+	return sb.String()
+}
+
+func (e *StepError) Unwrap() error { return e.Err }
+
+// explain turns a solve error into one that names the failed step.
+func (b *builder) explain(image string, err error, logs *logTail) error {
+	var ve *errdefs.VertexError
+	if errors.As(err, &ve) {
+		d := digest.Digest(ve.Digest)
+		b.mu.Lock()
+		l, ok := b.labels[d]
+		b.mu.Unlock()
+		if ok {
+			return &StepError{Image: l.image, Layer: l.layer, Step: l.step, Output: logs.get(d), Err: rootCause(err), vertex: d}
+		}
+	}
+	return fmt.Errorf("image %q: %w", image, err)
+}
+
+// rootCause drops BuildKit's wrapping ("failed to solve: ...") but keeps the
+// chain for errors.Is/As.
+func rootCause(err error) error {
+	var ve *errdefs.VertexError
+	if errors.As(err, &ve) && ve.Unwrap() != nil {
+		return ve.Unwrap()
+	}
+	return err
+}
+
+// joinUnique joins errors, reporting a failed step once even when several
+// targets were built on it.
+func joinUnique(errs []error) error {
+	var out []error
+	seen := map[digest.Digest]bool{}
+	for _, err := range errs {
+		if err == nil {
+			continue
+		}
+		var se *StepError
+		if errors.As(err, &se) {
+			if seen[se.vertex] {
+				continue
+			}
+			seen[se.vertex] = true
+		}
+		out = append(out, err)
+	}
+	return errors.Join(out...)
+}
+
+// logTail keeps the end of each vertex's output.
+type logTail struct {
+	mu   sync.Mutex
+	logs map[digest.Digest][]byte
+}
+
+const logTailBytes = 8 << 10
+
+func newLogTail() *logTail { return &logTail{logs: map[digest.Digest][]byte{}} }
+
+func (t *logTail) add(s *client.SolveStatus) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, l := range s.Logs {
+		b := append(t.logs[l.Vertex], l.Data...)
+		if len(b) > logTailBytes {
+			b = b[len(b)-logTailBytes:]
+		}
+		t.logs[l.Vertex] = b
+	}
+}
+
+func (t *logTail) get(d digest.Digest) string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	b := t.logs[d]
+	if len(b) == logTailBytes { // cut: start at a line
+		if i := strings.IndexByte(string(b), '\n'); i >= 0 {
+			b = b[i+1:]
+		}
+	}
+	return string(b)
+}
+
+// gatewayCacheImports reads the cache imports the client passed to the
+// build, for the build's own solves.
+func gatewayCacheImports(opts map[string]string) ([]gateway.CacheOptionsEntry, error) {
+	s := opts["cache-imports"]
+	if s == "" {
+		return nil, nil
+	}
+	var entries []*controlapi.CacheOptionsEntry
+	if err := json.Unmarshal([]byte(s), &entries); err != nil {
+		return nil, fmt.Errorf("cache imports: %w", err)
+	}
+	out := make([]gateway.CacheOptionsEntry, len(entries))
+	for i, e := range entries {
+		out[i] = gateway.CacheOptionsEntry{Type: e.Type, Attrs: e.Attrs}
+	}
+	return out, nil
+}
+
+// CacheFor gives each image a cache of its own: registry refs get the image
+// name appended to their tag (repo:tag-image, or repo:image without a tag),
+// local directories a subdirectory per image. Exporting one family member's
+// cache then never overwrites another's.
+func CacheFor(entries []client.CacheOptionsEntry, image string) []client.CacheOptionsEntry {
+	var out []client.CacheOptionsEntry
+	for _, e := range entries {
+		attrs := map[string]string{}
+		for k, v := range e.Attrs {
+			attrs[k] = v
+		}
+		switch e.Type {
+		case "registry":
+			if ref, err := reference.ParseNormalizedNamed(attrs["ref"]); err == nil {
+				if _, digested := ref.(reference.Digested); !digested {
+					tag := image
+					if t, ok := ref.(reference.Tagged); ok {
+						tag = t.Tag() + "-" + image
+					}
+					if r, err := reference.WithTag(reference.TrimNamed(ref), tag); err == nil {
+						attrs["ref"] = r.String()
+					}
+				}
+			}
+		case "local":
+			for _, k := range []string{"src", "dest"} {
+				if v, ok := attrs[k]; ok {
+					attrs[k] = filepath.Join(v, image)
+				}
+			}
+		}
+		out = append(out, client.CacheOptionsEntry{Type: e.Type, Attrs: attrs})
+	}
+	return out
+}
+
+// resolveCache resolves each base image once per Build, so every target
+// (and the parents compiled into it) is built on the same digest, and the
+// shared parts of a family are the same vertices.
+type resolveCache struct {
+	mu sync.Mutex
+	m  map[string]*resolved
+}
+
+type resolved struct {
+	once sync.Once
+	ref  string
+	dgst digest.Digest
+	cfg  []byte
+	err  error
+}
+
+// with resolves misses through r.
+func (c *resolveCache) with(r bk.ImageMetaResolver) bk.ImageMetaResolver {
+	return resolverFunc(func(ctx context.Context, ref string, opt sourceresolver.Opt) (string, digest.Digest, []byte, error) {
+		key := ref
+		if opt.ImageOpt != nil && opt.ImageOpt.Platform != nil {
+			key += " " + platforms.FormatAll(*opt.ImageOpt.Platform)
+		}
+		c.mu.Lock()
+		e, ok := c.m[key]
+		if !ok {
+			e = &resolved{}
+			c.m[key] = e
+		}
+		c.mu.Unlock()
+		e.once.Do(func() { e.ref, e.dgst, e.cfg, e.err = r.ResolveImageConfig(ctx, ref, opt) })
+		if e.err != nil {
+			// Don't keep failures (a cancelled build must not poison the others).
+			c.mu.Lock()
+			if c.m[key] == e {
+				delete(c.m, key)
+			}
+			c.mu.Unlock()
+		}
+		return e.ref, e.dgst, e.cfg, e.err
+	})
+}
+
+type resolverFunc func(context.Context, string, sourceresolver.Opt) (string, digest.Digest, []byte, error)
+
+func (f resolverFunc) ResolveImageConfig(ctx context.Context, ref string, opt sourceresolver.Opt) (string, digest.Digest, []byte, error) {
+	return f(ctx, ref, opt)
+}
