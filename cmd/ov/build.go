@@ -1,0 +1,286 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/containerd/platforms"
+	"github.com/moby/buildkit/client"
+	bkbuild "github.com/moby/buildkit/cmd/buildctl/build"
+	"github.com/moby/buildkit/util/progress/progressui"
+	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/overthink/ov/baseuser"
+	"github.com/overthink/ov/llb"
+	"github.com/overthink/ov/plan"
+	"github.com/overthink/ov/spec"
+)
+
+// BuildCmd is `ov build`: images compiled to LLB and solved by buildkitd.
+type BuildCmd struct {
+	BuilderFlags `embed:""`
+	EngineFlag   `embed:""`
+
+	Images      []string          `arg:"" optional:"" name:"image" help:"Images to build (default: every enabled image)."`
+	Platform    []string          `name:"platform" sep:"," placeholder:"OS/ARCH,..." help:"Build only these of each image's platforms."`
+	Push        bool              `help:"Push every tag of each image to its registry (credentials from the docker config)."`
+	Load        bool              `help:"Load each image into the container engine (the host platform unless --platform picks one)."`
+	Output      string            `short:"o" placeholder:"oci:DIR|oci-archive:FILE" help:"Write OCI image layouts to DIR/<image>, or one image as an OCI archive. Default, when neither --push nor --load is given: oci:.build/oci."`
+	Tag         string            `placeholder:"TAG" help:"Tag to use instead of \"auto\" (CalVer + latest)."`
+	Progress    string            `enum:"auto,tty,plain,rawjson,quiet" default:"auto" help:"Progress display: auto, tty, plain, rawjson or quiet."`
+	DryRun      bool              `name:"dry-run" help:"Print what would be built (images, platforms, tags, outputs) and stop; connects to nothing."`
+	CacheTo     []string          `name:"cache-to" placeholder:"type=registry,ref=REF|type=local,dest=DIR" help:"Export build cache (per image: REF's tag gets -<image>, DIR gets /<image>). Repeatable."`
+	CacheFrom   []string          `name:"cache-from" placeholder:"type=registry,ref=REF|type=local,src=DIR" help:"Import build cache written by --cache-to. Repeatable."`
+	TaskURL     string            `name:"task-url" env:"OV_TASK_URL" placeholder:"URL" help:"Directory URL holding task_linux_<arch>.tar.gz for the bootstrap (default: the go-task v3.54.0 release)."`
+	TaskSHA256  map[string]string `name:"task-sha256" env:"OV_TASK_SHA256" mapsep:"," placeholder:"amd64=HEX,arm64=HEX" help:"Pin the task archives by sha256, per architecture."`
+	OfflineUser bool              `name:"offline-user" help:"Do not read base images' /etc/passwd: use the configured user, uid and gid with home /home/<user> (also OV_OFFLINE=1)."`
+}
+
+func (c *BuildCmd) Help() string {
+	return `Builds the named images (every enabled image by default) directly with
+BuildKit, in one run: an image whose base is another image builds on that
+image's result without pushing or pulling it, and each image's platforms
+build in parallel into one multi-platform image.
+
+The result goes where --push, --load and --output say (several at once are
+fine); with none of them it is written as an OCI layout under .build/oci/,
+so a build never throws its result away. Outputs appear only when complete:
+an interrupted or failed build leaves nothing half-written.
+
+The builder is --builder / BUILDKIT_HOST, else the system buildkitd if one
+answers, else ov's own managed buildkitd (started on demand; see ov builder).`
+}
+
+// output is one parsed --push/--load/--output destination.
+type output struct {
+	desc string
+	exp  llb.Exporter
+}
+
+func (c *BuildCmd) Run(g *Globals) error {
+	ctx, stop := interruptible()
+	defer stop()
+
+	narrow, err := c.platforms()
+	if err != nil {
+		return err
+	}
+	if c.Tag != "" {
+		if err := spec.CheckTag(c.Tag); err != nil {
+			return userErrorf("--tag: %v", err)
+		}
+	}
+	imports, err := bkbuild.ParseImportCache(c.CacheFrom)
+	if err != nil {
+		return userErrorf("--cache-from: %v", err)
+	}
+	exports, err := bkbuild.ParseExportCache(c.CacheTo)
+	if err != nil {
+		return userErrorf("--cache-to: %v", err)
+	}
+
+	p, err := loadProject(g)
+	if err != nil {
+		return err
+	}
+	plans, err := c.plan(ctx, g, p)
+	if err != nil {
+		return err
+	}
+	targets := c.Images
+	if len(targets) == 0 {
+		for _, pl := range plans {
+			targets = append(targets, pl.Name)
+		}
+	}
+	outs, err := c.outputs(p, targets)
+	if err != nil {
+		return err
+	}
+	byName := map[string]*plan.Image{}
+	for _, pl := range plans {
+		byName[pl.Name] = pl
+	}
+	for _, n := range targets {
+		if _, err := llb.Platforms(byName[n], narrow); err != nil {
+			return userErrorf("%v", err)
+		}
+	}
+	if c.DryRun {
+		return c.dryRun(g.Stdout, byName, targets, narrow, outs)
+	}
+
+	exps := make([]llb.Exporter, len(outs))
+	for i, o := range outs {
+		exps[i] = o.exp
+	}
+	bc, err := c.Connect(ctx, g)
+	if err != nil {
+		return err
+	}
+	defer bc.Close()
+
+	display, err := progressui.NewDisplay(g.Stderr, progressui.DisplayMode(c.Progress))
+	if err != nil {
+		return userErrorf("--progress: %v", err)
+	}
+	status := make(chan *client.SolveStatus)
+	shown := make(chan struct{})
+	go func() {
+		defer close(shown)
+		// The display drains the channel to its end even after Ctrl-C.
+		display.UpdateFrom(context.WithoutCancel(ctx), status)
+	}()
+	results, err := llb.Build(ctx, bc, llb.BuildOptions{
+		Family:         plans,
+		Targets:        targets,
+		Platforms:      narrow,
+		Exporter:       llb.Multi(exps...),
+		CacheImports:   imports,
+		CacheExports:   exports,
+		Status:         status,
+		WaitForParents: c.Push,
+	})
+	<-shown
+	if err != nil {
+		if ctx.Err() != nil {
+			fmt.Fprintln(g.Stderr, "ov: build interrupted; nothing was written")
+			return exitStatus(130)
+		}
+		return &userError{err: fmt.Errorf("build failed: %w", err)}
+	}
+	descs := make([]string, len(outs))
+	for i, o := range outs {
+		descs[i] = o.desc
+	}
+	for _, r := range results {
+		fmt.Fprintf(g.Stderr, "built %s (%s) -> %s\n", r.Image, formatPlatforms(r.Platforms), strings.Join(descs, ", "))
+	}
+	return nil
+}
+
+// platforms parses --platform; --load without it means the host's.
+func (c *BuildCmd) platforms() ([]ocispecs.Platform, error) {
+	var out []ocispecs.Platform
+	for _, s := range c.Platform {
+		p, err := platforms.Parse(strings.TrimSpace(s))
+		if err != nil {
+			return nil, userErrorf("--platform %q: %v", s, err)
+		}
+		out = append(out, platforms.Normalize(p))
+	}
+	if c.Load {
+		switch len(out) {
+		case 0:
+			out = []ocispecs.Platform{platforms.Normalize(platforms.DefaultSpec())}
+		case 1:
+		default:
+			return nil, userErrorf("--load takes one platform (an engine stores one per tag), not %d", len(out))
+		}
+	}
+	return out, nil
+}
+
+// plan plans the targets and the parents they build on.
+func (c *BuildCmd) plan(ctx context.Context, g *Globals, p *spec.Project) ([]*plan.Image, error) {
+	offline, err := envBool("OV_OFFLINE")
+	if err != nil {
+		return nil, userErrorf("%v", err)
+	}
+	users := baseuser.Resolver(baseuser.Options{})
+	if c.OfflineUser || offline {
+		users = baseuser.Offline
+	}
+	plans, err := plan.BuildContext(ctx, p, c.Images, plan.Options{
+		CalVer:      g.CalVer(),
+		TagOverride: c.Tag,
+		Task:        plan.TaskSource{URL: c.TaskURL, SHA256: c.TaskSHA256},
+		Users:       users,
+	})
+	if err != nil {
+		if errors.Is(err, context.Canceled) {
+			return nil, err
+		}
+		return nil, userErrorf("%v", err)
+	}
+	return plans, nil
+}
+
+// outputs turns --push, --load and --output into exporters.
+func (c *BuildCmd) outputs(p *spec.Project, targets []string) ([]output, error) {
+	var outs []output
+	if c.Push {
+		outs = append(outs, output{"push", llb.Push()})
+	}
+	if c.Load {
+		engine, err := c.engine()
+		if err != nil {
+			return nil, err
+		}
+		outs = append(outs, output{engine + " load", llb.Load(engine)})
+	}
+	if c.Output != "" || len(outs) == 0 {
+		spec := c.Output
+		if spec == "" {
+			spec = "oci:" + filepath.Join(p.Dir, ".build", "oci")
+		}
+		kind, dest, ok := strings.Cut(spec, ":")
+		if !ok || dest == "" {
+			return nil, userErrorf("--output %q: want oci:DIR or oci-archive:FILE", c.Output)
+		}
+		switch kind {
+		case "oci":
+			outs = append(outs, output{"oci:" + dest + "/<image>", llb.OCILayout(dest)})
+		case "oci-archive":
+			if len(targets) != 1 {
+				return nil, userErrorf("--output oci-archive:FILE holds one image, not %d (%s); use oci:DIR or name one image", len(targets), strings.Join(targets, ", "))
+			}
+			outs = append(outs, output{"oci-archive:" + dest, llb.OCIArchive(func(*plan.Image) string { return dest })})
+		default:
+			return nil, userErrorf("--output %q: unknown type %q (want oci or oci-archive)", c.Output, kind)
+		}
+	}
+	return outs, nil
+}
+
+func (c *BuildCmd) dryRun(w io.Writer, byName map[string]*plan.Image, targets []string, narrow []ocispecs.Platform, outs []output) error {
+	for _, n := range targets {
+		img := byName[n]
+		ps, _ := llb.Platforms(img, narrow)
+		fmt.Fprintf(w, "%s\n", n)
+		if img.Parent != "" {
+			fmt.Fprintf(w, "  base:      %s (built in this run)\n", img.Parent)
+		} else {
+			fmt.Fprintf(w, "  base:      %s\n", img.External)
+		}
+		fmt.Fprintf(w, "  platforms: %s\n", formatPlatforms(ps))
+		fmt.Fprintf(w, "  tags:      %s\n", strings.Join(img.Tags, " "))
+		for _, o := range outs {
+			fmt.Fprintf(w, "  output:    %s\n", strings.ReplaceAll(o.desc, "<image>", n))
+		}
+	}
+	var parents []string
+	for n, img := range byName {
+		if !slices.Contains(targets, n) {
+			parents = append(parents, img.Name)
+		}
+	}
+	if len(parents) > 0 {
+		slices.Sort(parents)
+		fmt.Fprintf(w, "built into the images above, not exported: %s\n", strings.Join(parents, ", "))
+	}
+	return nil
+}
+
+func formatPlatforms(ps []ocispecs.Platform) string {
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = platforms.Format(p)
+	}
+	return strings.Join(s, ", ")
+}
