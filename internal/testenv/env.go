@@ -26,7 +26,9 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -87,20 +89,22 @@ func Start(ctx context.Context) (_ *Env, err error) {
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "ovtestenv-")
+	sweepStale()
+	dir, err := os.MkdirTemp("", dirPrefix)
 	if err != nil {
+		return nil, fmt.Errorf("testenv: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, ownerFile), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
 		return nil, fmt.Errorf("testenv: %w", err)
 	}
 	e := &Env{Dir: dir, RepoRoot: root}
 	e.closers = append(e.closers, func() error {
 		if os.Getenv("OV_TESTENV_KEEP") != "" {
+			os.Remove(filepath.Join(dir, ownerFile)) // so no later sweep takes it
 			fmt.Fprintf(os.Stderr, "testenv: kept %s\n", dir)
 			return nil
 		}
-		if err := unmountUnder(dir); err != nil {
-			return err
-		}
-		return os.RemoveAll(dir)
+		return removeTree(dir)
 	})
 	defer func() {
 		if err != nil {
@@ -156,6 +160,29 @@ func (e *Env) serve(h http.Handler) (string, error) {
 		return nil
 	})
 	return l.Addr().String(), nil
+}
+
+const (
+	dirPrefix = "ovtestenv-"
+	ownerFile = "owner.pid"
+)
+
+// sweepStale removes the Dirs of test processes that died without Close
+// (killed by a timeout, say): their leftover processes, mounts and files.
+func sweepStale() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), dirPrefix+"*"))
+	for _, dir := range dirs {
+		data, err := os.ReadFile(filepath.Join(dir, ownerFile))
+		if err != nil {
+			continue // kept on purpose, or not ours
+		}
+		pid, err := strconv.Atoi(string(data))
+		if err != nil || syscall.Kill(pid, 0) != syscall.ESRCH {
+			continue
+		}
+		killUnder(dir)
+		removeTree(dir)
+	}
 }
 
 // repoRoot walks up from the working directory to the go.mod that owns

@@ -176,6 +176,22 @@ func TestUserBaseResolvesUser(t *testing.T) {
 	}
 }
 
+// TestBuildStepsReachNetwork: apt and https work inside build steps on the
+// Debian base (proxy CA injected), and the task archive server is reachable
+// from them (buildkitd runs steps on the host network).
+func TestBuildStepsReachNetwork(t *testing.T) {
+	env := testenv.Get(t)
+	sh := fmt.Sprintf(`set -e
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends curl >/dev/null
+curl -fsS -o /dev/null https://deb.debian.org/debian/dists/bookworm/Release
+curl -fsS %s | sha256sum | cut -d' ' -f1 > /out/tasksum`, env.TaskURL("amd64"))
+	got := solve(t, script(llb.Image("debian:bookworm"), sh), llb.LinuxAmd64)
+	if got["tasksum"] != env.TaskSHA256["amd64"] {
+		t.Errorf("task archive fetched in a build step: sha256 %q, want %s", got["tasksum"], env.TaskSHA256["amd64"])
+	}
+}
+
 func TestBakeThroughRemoteDriver(t *testing.T) {
 	env := testenv.Get(t)
 	dir := t.TempDir()
