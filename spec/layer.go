@@ -4,10 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"path"
+	"runtime"
 	"sort"
 	"strings"
 
+	"golang.org/x/sync/errgroup"
 	"gopkg.in/yaml.v3"
 )
 
@@ -40,6 +43,7 @@ func (l *loader) readLayers() error {
 	if err != nil {
 		return fmt.Errorf("reading layers/: %w", err)
 	}
+	var names []string
 	for _, e := range entries {
 		if strings.HasPrefix(e.Name(), ".") {
 			continue
@@ -49,12 +53,32 @@ func (l *loader) readLayers() error {
 			fi, err := fs.Stat(l.fsys, "layers/"+e.Name())
 			isDir = err == nil && fi.IsDir()
 		}
-		if !isDir {
-			continue
+		if isDir {
+			names = append(names, e.Name())
 		}
-		if err := l.readLayer(e.Name()); err != nil {
-			return err
+	}
+	// Layers are independent: read them on every core, each into its own
+	// loader, then merge in directory order, so that the result, the
+	// errors and their order are those of reading one after the other.
+	subs := make([]*loader, len(names))
+	errs := make([]error, len(names))
+	var g errgroup.Group
+	g.SetLimit(runtime.GOMAXPROCS(0))
+	for i, name := range names {
+		subs[i] = &loader{fsys: l.fsys, dir: l.dir, layers: map[string]*Layer{}, layerSrc: map[string]*layerSrc{}}
+		g.Go(func() error {
+			errs[i] = subs[i].readLayer(name)
+			return nil
+		})
+	}
+	g.Wait()
+	for i, sub := range subs {
+		if errs[i] != nil {
+			return errs[i]
 		}
+		l.errs.list = append(l.errs.list, sub.errs.list...)
+		maps.Copy(l.layers, sub.layers)
+		maps.Copy(l.layerSrc, sub.layerSrc)
 	}
 	return nil
 }
@@ -70,21 +94,61 @@ func (l *loader) readLayer(name string) error {
 	l.layers[name] = layer
 	l.layerSrc[name] = src
 
-	data, err := fs.ReadFile(l.fsys, rel+"/layer.yml")
-	if fi, serr := fs.Stat(l.fsys, rel+"/layer.yml"); serr == nil && !fi.Mode().IsRegular() {
-		l.errs.add(Pos{File: rel + "/layer.yml"}, "layer.yml must be a regular file")
-		return l.detectFiles(layer)
+	// One directory listing answers every "is there a root.yml?" below: a
+	// stat per candidate file costs more than the whole parse at scale.
+	entries, err := fs.ReadDir(l.fsys, rel)
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", rel, err)
 	}
-	switch {
-	case err == nil:
+	dir := layerDir{fsys: l.fsys, rel: rel, entries: make(map[string]fs.DirEntry, len(entries))}
+	for _, e := range entries {
+		dir.entries[e.Name()] = e
+	}
+	typ, ok, err := dir.typeOf("layer.yml")
+	if err != nil {
+		return err
+	}
+	if ok && !typ.IsRegular() {
+		l.errs.add(Pos{File: rel + "/layer.yml"}, "layer.yml must be a regular file")
+		return l.detectFiles(layer, dir)
+	}
+	if ok {
+		data, err := fs.ReadFile(l.fsys, rel+"/layer.yml")
+		if err != nil {
+			return fmt.Errorf("reading %s/layer.yml: %w", rel, err)
+		}
 		src.file = rel + "/layer.yml"
 		layer.Pos = Pos{File: src.file, Line: 1}
 		l.parseLayerYAML(layer, src, data)
-	case errors.Is(err, fs.ErrNotExist):
-	default:
-		return fmt.Errorf("reading %s/layer.yml: %w", rel, err)
 	}
-	return l.detectFiles(layer)
+	return l.detectFiles(layer, dir)
+}
+
+// layerDir is a listed layer directory.
+type layerDir struct {
+	fsys    fs.FS
+	rel     string // "layers/<name>"
+	entries map[string]fs.DirEntry
+}
+
+// typeOf returns the type of the named entry, following a symlink (a
+// dangling one is absent); ok is false when there is no such entry.
+func (d layerDir) typeOf(name string) (typ fs.FileMode, ok bool, err error) {
+	e, found := d.entries[name]
+	if !found {
+		return 0, false, nil
+	}
+	if e.Type()&fs.ModeSymlink == 0 {
+		return e.Type(), true, nil
+	}
+	fi, err := fs.Stat(d.fsys, d.rel+"/"+name)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("reading %s/%s: %w", d.rel, name, err)
+	}
+	return fi.Mode().Type(), true, nil
 }
 
 // parseLayerYAML fills layer from layer.yml, reporting every problem.
@@ -346,24 +410,14 @@ func parseRepos(d *doc, n *yaml.Node) []Repo {
 
 // detectFiles records the layer's install files and checks the rules about
 // them.
-func (l *loader) detectFiles(layer *Layer) error {
+func (l *loader) detectFiles(layer *Layer, dir layerDir) error {
 	rel := "layers/" + layer.Name
-	kind := func(name string) (fs.FileInfo, error) {
-		fi, err := fs.Stat(l.fsys, rel+"/"+name)
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("reading %s/%s: %w", rel, name, err)
-		}
-		return fi, nil
-	}
 	isFile := func(name string) (bool, error) {
-		fi, err := kind(name)
-		if err != nil || fi == nil {
+		typ, ok, err := dir.typeOf(name)
+		if err != nil || !ok {
 			return false, err
 		}
-		if !fi.Mode().IsRegular() {
+		if !typ.IsRegular() {
 			l.errs.add(Pos{File: rel + "/" + name}, "%s must be a regular file", name)
 			return false, nil
 		}
@@ -402,11 +456,11 @@ func (l *loader) detectFiles(layer *Layer) error {
 		return err
 	}
 	if cargo {
-		fi, err := kind("src")
+		typ, ok, err := dir.typeOf("src")
 		if err != nil {
 			return err
 		}
-		if fi == nil || !fi.IsDir() {
+		if !ok || !typ.IsDir() {
 			l.errs.add(Pos{File: rel + "/Cargo.toml"}, "Cargo.toml requires a src/ directory next to it")
 		} else {
 			layer.CargoToml = true

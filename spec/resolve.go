@@ -274,7 +274,6 @@ func (r *resolver) layerOrder(img *Image, ri *rawImage, parent *Image, errs *err
 	if ri.layers.set && len(ri.layers.v) == 0 {
 		errs.add(ri.layers.pos, "image %q: layers must not be empty", img.Name)
 	}
-	names := sortedKeys(r.layers)
 	for _, it := range ri.layers.v {
 		pos := Pos{File: "images.yml", Line: it.line}
 		if seen[it.v] {
@@ -284,13 +283,13 @@ func (r *resolver) layerOrder(img *Image, ri *rawImage, parent *Image, errs *err
 		seen[it.v] = true
 		img.Layers = append(img.Layers, it.v)
 		if r.layers[it.v] == nil {
-			errs.add(pos, "image %q: unknown layer %q%s", img.Name, clip(it.v), didYouMean(it.v, names))
+			errs.add(pos, "image %q: unknown layer %q%s", img.Name, clip(it.v), didYouMean(it.v, sortedKeys(r.layers)))
 			continue
 		}
 		visit(it.v)
 	}
 
-	all := map[string]bool{}
+	all := make(map[string]bool, len(inherited)+len(img.Install))
 	for name := range inherited {
 		all[name] = true
 	}
