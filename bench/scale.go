@@ -1,0 +1,109 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"syscall"
+	"time"
+
+	"github.com/overthink/ov/baseuser"
+	"github.com/overthink/ov/generate"
+	"github.com/overthink/ov/plan"
+	"github.com/overthink/ov/spec"
+)
+
+// Validate is what `ov validate` does: load and check the project.
+func Validate(dir string) (*spec.Project, error) {
+	return spec.Load(dir)
+}
+
+// Generate is what `ov generate --offline-user` does, writing .build/ under
+// out instead of the project: load, plan every enabled image with the
+// offline user lookup, write.
+func Generate(dir, out string) error {
+	p, err := spec.Load(dir)
+	if err != nil {
+		return err
+	}
+	plans, err := plan.Build(p, nil, plan.Options{CalVer: "2026.1.0", Users: baseuser.Offline})
+	if err != nil {
+		return err
+	}
+	return generate.Write(out, plans, p)
+}
+
+// BuildOV builds cmd/ov from the module at root into dir and returns the
+// binary's path.
+func BuildOV(ctx context.Context, root, dir string) (string, error) {
+	bin := filepath.Join(dir, "ov")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/ov")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build ./cmd/ov: %v\n%s", err, out)
+	}
+	return bin, nil
+}
+
+// Timing is one measured run: wall-clock time and the CPU time (user +
+// system) it used. On a busy machine wall time grows with the load; CPU
+// time much less.
+type Timing struct {
+	Wall, CPU time.Duration
+}
+
+// Run runs bin with args in dir and times it, failing with its output when
+// it exits non-zero.
+func Run(ctx context.Context, dir string, env []string, bin string, args ...string) (Timing, error) {
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	start := time.Now()
+	err := cmd.Run()
+	t := Timing{Wall: time.Since(start)}
+	if cmd.ProcessState != nil {
+		t.CPU = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	}
+	if err != nil {
+		return t, fmt.Errorf("%s %v: %v\n%s", filepath.Base(bin), args, err, lastLines(out.Bytes(), 40))
+	}
+	return t, nil
+}
+
+// ProcessCPU is the CPU time (user + system) this process has used so far.
+func ProcessCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// lastLines keeps the tail of a command's output for error messages.
+func lastLines(b []byte, n int) []byte {
+	lines := bytes.SplitAfter(b, []byte("\n"))
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return bytes.Join(lines, nil)
+}
+
+// Median returns the median of ds (the mean of the middle two for an even
+// count); 0 for none.
+func Median(ds []time.Duration) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
