@@ -106,6 +106,17 @@ func Build(ctx context.Context, c *client.Client, opt BuildOptions) ([]Result, e
 	return results, nil
 }
 
+// BuildOCI builds one image of family, with the parents it needs, into an
+// OCI image layout at dir.
+func BuildOCI(ctx context.Context, c *client.Client, family []*plan.Image, image, dir string) error {
+	_, err := Build(ctx, c, BuildOptions{
+		Family:   family,
+		Targets:  []string{image},
+		Exporter: OCILayoutAt(func(*plan.Image) string { return dir }),
+	})
+	return err
+}
+
 type builder struct {
 	opt      BuildOptions
 	byName   map[string]*plan.Image

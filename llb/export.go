@@ -86,19 +86,25 @@ func tagNames(img *plan.Image) string { return strings.Join(img.Tags, ",") }
 // OCILayout writes each image as an OCI image layout directory dir/<image>.
 // The layout is written next to its destination and renamed into place when
 // complete, replacing an older one.
-func OCILayout(dir string) Exporter { return ociLayout{dir: dir} }
+func OCILayout(dir string) Exporter {
+	return OCILayoutAt(func(img *plan.Image) string { return filepath.Join(dir, img.Name) })
+}
 
-type ociLayout struct{ dir string }
+// OCILayoutAt writes each image as an OCI image layout directory path(img).
+func OCILayoutAt(path func(img *plan.Image) string) Exporter { return ociLayout{path: path} }
+
+type ociLayout struct{ path func(*plan.Image) string }
 
 func (o ociLayout) Prepare(_ context.Context, img *plan.Image, _ []ocispecs.Platform) (Export, error) {
-	if err := os.MkdirAll(o.dir, 0o755); err != nil {
+	dest := o.path(img)
+	if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {
 		return nil, err
 	}
-	tmp, err := os.MkdirTemp(o.dir, "."+img.Name+".tmp-")
+	tmp, err := os.MkdirTemp(filepath.Dir(dest), "."+filepath.Base(dest)+".tmp-")
 	if err != nil {
 		return nil, err
 	}
-	return &dirExport{dest: filepath.Join(o.dir, img.Name), tmp: tmp, entry: client.ExportEntry{
+	return &dirExport{dest: dest, tmp: tmp, entry: client.ExportEntry{
 		Type:      client.ExporterOCI,
 		Attrs:     map[string]string{"name": tagNames(img), "tar": "false"},
 		OutputDir: tmp,
