@@ -22,13 +22,25 @@ import (
 // Files renders every generated file for plans, keyed by path relative to
 // the project (".build/...").
 func Files(plans []*plan.Image) (map[string][]byte, error) {
+	// Containerfiles are independent: render them on every core; report
+	// the first failure in plan order, as a sequential loop would.
+	cfs := make([][]byte, len(plans))
+	errs := make([]error, len(plans))
+	var g errgroup.Group
+	g.SetLimit(runtime.GOMAXPROCS(0))
+	for i, img := range plans {
+		g.Go(func() error {
+			cfs[i], errs[i] = Containerfile(img)
+			return nil
+		})
+	}
+	g.Wait()
 	out := map[string][]byte{}
-	for _, img := range plans {
-		cf, err := Containerfile(img)
-		if err != nil {
-			return nil, err
+	for i, img := range plans {
+		if errs[i] != nil {
+			return nil, errs[i]
 		}
-		out[ContainerfilePath(img.Name)] = cf
+		out[ContainerfilePath(img.Name)] = cfs[i]
 		if img.Routes != nil {
 			out[RoutesPath(img.Name)] = img.Routes
 		}
