@@ -28,7 +28,7 @@ import (
 const (
 	debianRecipe   = "debian-bookworm-v1"
 	userRecipe     = "userbase-bookworm-v1"
-	busyboxRecipe  = "busybox-v2"
+	busyboxRecipe  = "busybox-v3"
 	hostCADir      = "/usr/local/share/ca-certificates"
 	debianKeyring  = "/usr/share/keyrings/debian-archive-keyring.gpg"
 	defaultMirror  = "http://deb.debian.org/debian"
@@ -478,12 +478,44 @@ func busyboxEntries(bin []byte, applets []string) []tarEntry {
 		{hdr: tar.Header{Typeflag: tar.TypeReg, Name: "bin/busybox", Mode: 0o755}, body: bin},
 		file("etc/passwd", 0o644, "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/home:/bin/false\n"),
 		file("etc/group", 0o644, "root:x:0:\nnogroup:x:65534:\n"),
+		// busybox-static has no getent/groupadd/useradd, which the bootstrap's
+		// user step calls (as on real distribution bases): test doubles.
+		file("usr/bin/getent", 0o755, shimGetent),
+		file("usr/sbin/groupadd", 0o755, shimGroupadd),
+		file("usr/sbin/useradd", 0o755, shimUseradd),
 	}
 	for _, a := range applets {
 		entries = append(entries, tarEntry{hdr: tar.Header{Typeflag: tar.TypeSymlink, Name: a, Linkname: "/bin/busybox", Mode: 0o777}})
 	}
 	return entries
 }
+
+const shimGetent = `#!/bin/sh
+# test double for getent passwd|group NAME-OR-ID
+case "$1" in passwd|group) ;; *) exit 2 ;; esac
+awk -F: -v k="$2" '$1 == k || $3 == k { print; found = 1 } END { exit !found }' "/etc/$1"
+`
+
+const shimGroupadd = `#!/bin/sh
+# test double for groupadd -g GID NAME
+gid=
+while [ $# -gt 1 ]; do case "$1" in -g) gid=$2; shift 2 ;; *) shift ;; esac; done
+echo "$1:x:$gid:" >> /etc/group
+`
+
+const shimUseradd = `#!/bin/sh
+# test double for useradd [-m] -u UID -g GID [-s SHELL] [-d HOME] NAME
+uid=; gid=; shell=/bin/sh; home=; mk=
+while [ $# -gt 1 ]; do
+  case "$1" in
+    -u) uid=$2; shift 2 ;; -g) gid=$2; shift 2 ;; -s) shell=$2; shift 2 ;;
+    -d) home=$2; shift 2 ;; -m) mk=1; shift ;; *) shift ;;
+  esac
+done
+home=${home:-/home/$1}
+echo "$1:x:$uid:$gid::$home:$shell" >> /etc/passwd
+if [ -n "$mk" ]; then mkdir -p "$home" && chown "$uid:$gid" "$home"; fi
+`
 
 // aptDownload fetches one package for each arch with apt-get download, using
 // a private sources list and state under work. It returns arch -> .deb path.
