@@ -9,8 +9,9 @@ import (
 	"runtime"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 
-	"golang.org/x/sync/errgroup"
 	"gopkg.in/yaml.v3"
 )
 
@@ -60,18 +61,21 @@ func (l *loader) readLayers() error {
 	// Layers are independent: read them on every core, each into its own
 	// loader, then merge in directory order, so that the result, the
 	// errors and their order are those of reading one after the other.
+	// A few long-lived workers, not a goroutine per layer: the YAML
+	// parser needs a deep stack, grown once per worker.
 	subs := make([]*loader, len(names))
 	errs := make([]error, len(names))
-	var g errgroup.Group
-	g.SetLimit(runtime.GOMAXPROCS(0))
-	for i, name := range names {
-		subs[i] = &loader{fsys: l.fsys, dir: l.dir, layers: map[string]*Layer{}, layerSrc: map[string]*layerSrc{}}
-		g.Go(func() error {
-			errs[i] = subs[i].readLayer(name)
-			return nil
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(names)) {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < len(names); i = int(next.Add(1) - 1) {
+				subs[i] = &loader{fsys: l.fsys, dir: l.dir, layers: map[string]*Layer{}, layerSrc: map[string]*layerSrc{}}
+				errs[i] = subs[i].readLayer(names[i])
+			}
 		})
 	}
-	g.Wait()
+	wg.Wait()
 	for i, sub := range subs {
 		if errs[i] != nil {
 			return errs[i]
