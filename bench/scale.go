@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"syscall"
+	"testing"
 	"time"
 
 	"github.com/overthink/ov/baseuser"
@@ -106,4 +108,101 @@ func Median(ds []time.Duration) time.Duration {
 		return s[len(s)/2]
 	}
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// MeasureScale runs "generate at scale" on a WriteProject project of s:
+// the in-process benchmarks (testing.Benchmark) and runs of the ov binary
+// bin (validate; generate without and with an existing .build/), each run
+// times. work is a scratch directory.
+func MeasureScale(ctx context.Context, bin, work string, s Scale, runs int) (*ScaleResult, error) {
+	dir := filepath.Join(work, "project")
+	if err := WriteProject(dir, s); err != nil {
+		return nil, err
+	}
+	res := &ScaleResult{Scale: s}
+
+	var benchErr error
+	bench := func(f func(b *testing.B)) Op {
+		start := ProcessCPU()
+		r := testing.Benchmark(func(b *testing.B) {
+			b.ReportAllocs()
+			f(b)
+		})
+		if r.N == 0 {
+			return Op{}
+		}
+		return Op{N: r.N, NsPerOp: r.NsPerOp(), CPUPerOp: (ProcessCPU() - start) / time.Duration(r.N),
+			AllocsPerOp: r.AllocsPerOp(), BytesPerOp: r.AllocedBytesPerOp()}
+	}
+	check := func(b *testing.B, err error) {
+		if err != nil && benchErr == nil {
+			benchErr = err
+			b.SkipNow()
+		}
+	}
+	res.Validate = bench(func(b *testing.B) {
+		for b.Loop() {
+			_, err := Validate(dir)
+			check(b, err)
+		}
+	})
+	out := filepath.Join(work, "out")
+	if err := Generate(dir, out); err != nil {
+		return nil, err
+	}
+	res.GenerateUnchanged = bench(func(b *testing.B) {
+		for b.Loop() {
+			check(b, Generate(dir, out))
+		}
+	})
+	n := 0
+	res.GenerateFresh = bench(func(b *testing.B) {
+		for b.Loop() {
+			b.StopTimer()
+			n++
+			fresh := filepath.Join(work, fmt.Sprintf("fresh-%d", n))
+			b.StartTimer()
+			check(b, Generate(dir, fresh))
+		}
+	})
+	if benchErr != nil {
+		return nil, benchErr
+	}
+	files, err := countFiles(filepath.Join(out, ".build"))
+	if err != nil {
+		return nil, err
+	}
+	res.Files = files
+
+	for range runs {
+		if err := os.RemoveAll(filepath.Join(dir, ".build")); err != nil {
+			return nil, err
+		}
+		for _, step := range []struct {
+			args []string
+			into *[]Timing
+		}{
+			{[]string{"generate", "--offline-user"}, &res.CLIGenerateFresh},
+			{[]string{"generate", "--offline-user"}, &res.CLIGenerate},
+			{[]string{"validate"}, &res.CLIValidate},
+		} {
+			t, err := Run(ctx, dir, nil, bin, step.args...)
+			if err != nil {
+				return nil, err
+			}
+			*step.into = append(*step.into, t)
+		}
+	}
+	return res, nil
+}
+
+func countFiles(dir string) (int, error) {
+	n := 0
+	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			n++
+		}
+		return err
+	})
+	return n, err
 }

@@ -1,0 +1,421 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/moby/buildkit/client"
+
+	"github.com/overthink/ov/bench"
+	"github.com/overthink/ov/internal/testenv"
+)
+
+// The benchmark family: issue 7's "e2e Debian parent, three children of
+// it, and the multi-arch busybox image". Layers come from
+// e2e/testdata/family (so the parent is the e2e one), plus "notes", the
+// child layer the child edit changes.
+const imagesYML = `# ovbench family (bench/cmd/ovbench), written for each run.
+defaults:
+  registry: %s/bench
+  platforms:
+    - linux/amd64
+  pkg: deb
+  merge:
+    auto: true
+
+images:
+  deb-parent:
+    base: "debian:bookworm"
+    layers:
+      - marker
+      - hello-node
+      - hello-rust
+      - web
+
+  deb-child:
+    base: deb-parent
+    layers:
+      - child-tool
+
+  deb-child-user:
+    base: deb-parent
+    layers:
+      - whoami
+
+  deb-child-notes:
+    base: deb-parent
+    layers:
+      - notes
+
+  bb-multi:
+    enabled: %t
+    base: "busybox:latest"
+    pkg: rpm
+    platforms:
+      - linux/amd64
+      - linux/arm64
+    merge:
+      auto: false
+    layers:
+      - arch
+`
+
+var notesLayer = map[string]string{
+	"notes.txt": "bench notes\n",
+	"root.yml": "version: '3'\ntasks:\n  install:\n    cmds:\n" +
+		"      - mkdir -p /opt/notes\n      - cp notes.txt /opt/notes/notes.txt\n",
+}
+
+// Files the incremental edits rewrite: one in a parent layer nothing else
+// depends on (marker is the parent's first layer, so a Containerfile redoes
+// every later layer), one in a child's own layer.
+const (
+	parentEdit = "layers/marker/marker.txt"
+	childEdit  = "layers/notes/notes.txt"
+)
+
+// debImages are the images the merge scenario loads into docker (an engine
+// stores one platform per tag, and busybox is multi-platform).
+var debImages = []string{"deb-parent", "deb-child", "deb-child-user", "deb-child-notes"}
+
+type family struct {
+	env    *testenv.Env
+	bc     *client.Client
+	dir    string // the project
+	out    string // build outputs, outside the project (bake sends it as context)
+	bin    string // ov
+	buildx string
+	ovEnv  []string // for ov build and ov generate
+	bxEnv  []string // for buildx
+	images []string // enabled images
+	notes  []string
+	edits  int
+}
+
+func newFamily(ctx context.Context, env *testenv.Env, root, work, bin string) (*family, error) {
+	f := &family{env: env, dir: filepath.Join(work, "family"), out: filepath.Join(work, "out"), bin: bin}
+	if err := copyTree(filepath.Join(root, "e2e", "testdata", "family"), f.dir); err != nil {
+		return nil, err
+	}
+	for name, data := range notesLayer {
+		if err := writeFile(filepath.Join(f.dir, "layers", "notes", name), data); err != nil {
+			return nil, err
+		}
+	}
+	var sums []string
+	for _, arch := range []string{"amd64", "arm64"} {
+		if s := env.TaskSHA256[arch]; s != "" {
+			sums = append(sums, arch+"="+s)
+		}
+	}
+	f.ovEnv = []string{
+		"BUILDKIT_HOST=" + env.BuildkitAddr,
+		"OV_REGISTRY_MIRRORS=docker.io=" + env.Registry,
+		"OV_TASK_URL=" + env.TaskBaseURL,
+		"OV_TASK_SHA256=" + strings.Join(sums, ","),
+		"OV_ENGINE=docker",
+	}
+	var err error
+	if f.bxEnv, err = env.BuildxEnv(ctx); err != nil {
+		return nil, err
+	}
+	if f.buildx, err = findBuildx(root); err != nil {
+		return nil, err
+	}
+	if f.bc, err = env.NewClient(ctx); err != nil {
+		return nil, err
+	}
+
+	// The busybox image is in the family when it builds; the fixture's
+	// bootstrap needs tools busybox lacks (see llb's equivalence test).
+	if err := f.writeImages(true); err != nil {
+		return nil, err
+	}
+	logf("probing bb-multi")
+	if _, err := f.ovBuild(ctx, []string{"bb-multi"}, nil); err != nil {
+		f.notes = append(f.notes, "bb-multi (the multi-arch busybox image) is left out: ov build fails on it: "+firstLine(err))
+		if err := f.writeImages(false); err != nil {
+			return nil, err
+		}
+	}
+	f.images = []string{"deb-parent", "deb-child", "deb-child-user", "deb-child-notes"}
+	if len(f.notes) == 0 {
+		f.images = append(f.images, "bb-multi")
+	}
+	return f, nil
+}
+
+func (f *family) close() { f.bc.Close() }
+
+func (f *family) writeImages(busybox bool) error {
+	return writeFile(filepath.Join(f.dir, "images.yml"), fmt.Sprintf(imagesYML, f.env.Registry, busybox))
+}
+
+// contender is one side of a scenario: it does its work and returns how
+// long that took.
+type contender func(ctx context.Context) (time.Duration, error)
+
+// ov: `ov build` writing OCI layouts (its default output) outside the
+// project.
+func (f *family) ovOCI(ctx context.Context) (time.Duration, error) {
+	dest := filepath.Join(f.out, "ov")
+	if err := os.RemoveAll(dest); err != nil {
+		return 0, err
+	}
+	return f.ovBuild(ctx, nil, []string{"--output", "oci:" + dest})
+}
+
+func (f *family) ovBuild(ctx context.Context, images, args []string) (time.Duration, error) {
+	argv := append([]string{"build", "--progress", "plain", "--tag", "bench"}, args...)
+	t, err := bench.Run(ctx, f.dir, f.ovEnv, f.bin, append(argv, images...)...)
+	return t.Wall, err
+}
+
+// bake: `ov generate` then `buildx bake` writing the same OCI layouts.
+func (f *family) bakeOCI(ctx context.Context) (time.Duration, error) {
+	dest := filepath.Join(f.out, "bake")
+	if err := os.RemoveAll(dest); err != nil {
+		return 0, err
+	}
+	var set []string
+	for _, img := range f.images {
+		set = append(set, "--set", img+".output=type=oci,tar=false,dest="+filepath.Join(dest, img))
+	}
+	return f.bake(ctx, f.images, append(set, "--allow", "fs.write="+f.out))
+}
+
+func (f *family) bake(ctx context.Context, targets, args []string) (time.Duration, error) {
+	gen, err := bench.Run(ctx, f.dir, f.ovEnv, f.bin, "generate", "--tag", "bench")
+	if err != nil {
+		return 0, err
+	}
+	argv := append([]string{"bake", "--progress", "plain", "-f", ".build/docker-bake.hcl"}, args...)
+	b, err := bench.Run(ctx, f.dir, f.bxEnv, f.buildx, append(argv, targets...)...)
+	return gen.Wall + b.Wall, err
+}
+
+// Merge: build, load into docker and merge layers. ov: `ov build --load`
+// then `ov merge --all`; bake: generate, `bake --load`, `ov merge --all`.
+func (f *family) ovMerge(ctx context.Context) (time.Duration, error) {
+	d, err := f.ovBuild(ctx, debImages, []string{"--load"})
+	if err != nil {
+		return d, err
+	}
+	m, err := f.merge(ctx)
+	return d + m, err
+}
+
+func (f *family) bakeMerge(ctx context.Context) (time.Duration, error) {
+	d, err := f.bake(ctx, debImages, []string{"--load"})
+	if err != nil {
+		return d, err
+	}
+	m, err := f.merge(ctx)
+	return d + m, err
+}
+
+func (f *family) merge(ctx context.Context) (time.Duration, error) {
+	t, err := bench.Run(ctx, f.dir, f.ovEnv, f.bin, "merge", "--all", "--tag", "bench")
+	return t.Wall, err
+}
+
+// prune empties buildkitd's cache: build results, cache mounts, pulled
+// bases.
+func (f *family) prune(ctx context.Context) error {
+	if err := f.bc.Prune(ctx, nil, client.PruneAll); err != nil {
+		return fmt.Errorf("prune: %w", err)
+	}
+	return nil
+}
+
+// edit changes file (relative to the project) to content no run had
+// before.
+func (f *family) edit(file string) error {
+	f.edits++
+	return writeFile(filepath.Join(f.dir, file), fmt.Sprintf("bench edit %d at %s\n", f.edits, time.Now().Format(time.RFC3339Nano)))
+}
+
+// measure runs the scenarios. Contenders alternate which goes first; each
+// scenario's row is kept even when a later one fails.
+func (f *family) measure(ctx context.Context, rep *bench.Report, want map[string]bool, runs, coldRuns int) error {
+	both := func(row *bench.Row, i int, before func() error, ov, bake contender) error {
+		order := []struct {
+			name string
+			c    contender
+			into *[]time.Duration
+		}{{"ov", ov, &row.Ov}, {"bake", bake, &row.Bake}}
+		if i%2 == 1 {
+			order[0], order[1] = order[1], order[0]
+		}
+		for _, o := range order {
+			if before != nil {
+				if err := before(); err != nil {
+					return err
+				}
+			}
+			d, err := o.c(ctx)
+			if err != nil {
+				return fmt.Errorf("%s, run %d, %s: %w", row.Scenario, i+1, o.name, err)
+			}
+			logf("%s run %d: %s %s", row.Scenario, i+1, o.name, d.Round(time.Millisecond))
+			*o.into = append(*o.into, d)
+		}
+		return nil
+	}
+	add := func(row bench.Row, err error) error {
+		if err != nil {
+			row.Err = firstLine(err)
+		}
+		rep.Rows = append(rep.Rows, row)
+		return err
+	}
+	members := strings.Join(f.images, ", ")
+
+	if want["cold"] {
+		row := bench.Row{Scenario: "cold", Target: 0.9,
+			What: "build cache pruned (buildkit Prune, all) before each build; the family (" + members + ") to OCI layouts"}
+		var err error
+		for i := 0; i < coldRuns && err == nil; i++ {
+			err = both(&row, i, func() error { return f.prune(ctx) }, f.ovOCI, f.bakeOCI)
+		}
+		if err := add(row, err); err != nil {
+			return err
+		}
+	}
+	if !(want["noop"] || want["incremental"] || want["merge"]) {
+		return nil
+	}
+	// Warm both caches (a cold run leaves only the last contender's).
+	logf("warming both caches")
+	for _, c := range []contender{f.ovOCI, f.bakeOCI} {
+		if _, err := c(ctx); err != nil {
+			return fmt.Errorf("warm-up: %w", err)
+		}
+	}
+	if want["noop"] {
+		row := bench.Row{Scenario: "no-op", Target: 0.5, What: "everything cached, nothing changed"}
+		var err error
+		for i := 0; i < runs && err == nil; i++ {
+			err = both(&row, i, nil, f.ovOCI, f.bakeOCI)
+		}
+		if err := add(row, err); err != nil {
+			return err
+		}
+	}
+	if want["incremental"] {
+		for _, sc := range []struct {
+			name, file, what string
+			target           float64
+		}{
+			{"incremental: parent layer", parentEdit, "one file changed in the parent's first layer (marker), which no other layer depends on", 0.3},
+			{"incremental: child layer", childEdit, "one file changed in a child's own layer (deb-child-notes: notes)", 0},
+		} {
+			row := bench.Row{Scenario: sc.name, Target: sc.target, What: sc.what}
+			var err error
+			for i := 0; i < runs && err == nil; i++ {
+				// One edit per run: each contender then rebuilds the
+				// same change relative to its own last build.
+				if err = f.edit(sc.file); err == nil {
+					err = both(&row, i, nil, f.ovOCI, f.bakeOCI)
+				}
+			}
+			if err := add(row, err); err != nil {
+				return err
+			}
+		}
+	}
+	if want["merge"] {
+		row := bench.Row{Scenario: "build + merge + load", Target: 0.33,
+			What: "the Debian images (" + strings.Join(debImages, ", ") + "), cache warm: ov build --load + ov merge --all, vs ov generate + bake --load + ov merge --all"}
+		host, err := f.env.StartDocker(ctx)
+		if err == nil {
+			f.ovEnv = append(f.ovEnv, "DOCKER_HOST="+host)
+			f.bxEnv = append(f.bxEnv, "DOCKER_HOST="+host)
+			for i := 0; i < runs && err == nil; i++ {
+				err = both(&row, i, nil, f.ovMerge, f.bakeMerge)
+			}
+		}
+		if err := add(row, err); err != nil {
+			return err
+		}
+		rep.Notes = append(rep.Notes, "build + merge + load: ov build has no merge of its own yet, so both contenders run `ov merge --all` after loading; the ratio shows build + load only until ov build merges while it exports.")
+	}
+	return nil
+}
+
+func findBuildx(root string) (string, error) {
+	if p := filepath.Join(root, "bin", "buildx"); fileExists(p) {
+		return p, nil
+	}
+	p, err := exec.LookPath("buildx")
+	if err != nil {
+		return "", fmt.Errorf("buildx not found in %s/bin or PATH: run `go tool task setup`", root)
+	}
+	return p, nil
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+func writeFile(p, data string) error {
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(p, []byte(data), 0o644)
+}
+
+// copyTree copies regular files and directories (modes kept) from src to
+// dst.
+func copyTree(src, dst string) error {
+	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, p)
+		if err != nil {
+			return err
+		}
+		target := filepath.Join(dst, rel)
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		switch {
+		case d.IsDir():
+			return os.MkdirAll(target, info.Mode().Perm()|0o700)
+		case info.Mode().IsRegular():
+			data, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			return os.WriteFile(target, data, info.Mode().Perm())
+		default:
+			return fmt.Errorf("copy %s: not a regular file or directory", p)
+		}
+	})
+}
+
+// firstLine keeps the start of a long error (command output follows it)
+// and the last line, where tools usually say what failed.
+func firstLine(err error) string {
+	lines := strings.Split(strings.TrimSpace(err.Error()), "\n")
+	if len(lines) == 1 {
+		return lines[0]
+	}
+	last := ""
+	for i := len(lines) - 1; i > 0; i-- {
+		if l := strings.TrimSpace(lines[i]); l != "" {
+			last = l
+			break
+		}
+	}
+	return lines[0] + " … " + last
+}
