@@ -316,13 +316,23 @@ func configFile(o Options) (string, error) {
 	return "", nil
 }
 
-// command builds the daemon's argv: buildkitd (from PATH, else the
-// project's bin/ where `go tool task setup` puts it), wrapped in
-// rootlesskit when not root.
+// command builds the daemon's argv: buildkitd (from PATH, else beside the
+// ov binary or in the project's bin/, where `go tool task setup` puts it),
+// wrapped in rootlesskit when not root.
 func command(o Options, p paths, cfg string) ([]string, error) {
 	bin, err := exec.LookPath("buildkitd")
-	if err != nil && o.ProjectDir != "" {
-		local := filepath.Join(o.ProjectDir, "bin", "buildkitd")
+	var dirs []string
+	if self, serr := os.Executable(); serr == nil {
+		dirs = append(dirs, filepath.Dir(self))
+	}
+	if o.ProjectDir != "" {
+		dirs = append(dirs, filepath.Join(o.ProjectDir, "bin"))
+	}
+	for _, d := range dirs {
+		if err == nil {
+			break
+		}
+		local := filepath.Join(d, "buildkitd")
 		if fi, serr := os.Stat(local); serr == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
 			bin, err = filepath.Abs(local)
 		}

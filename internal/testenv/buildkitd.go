@@ -21,7 +21,9 @@ const hackRegistry = "127.0.0.1:5000"
 
 // serveRegistry starts the in-process loopback registry (blobs on disk under
 // Dir, so big test images cost no memory).
-func (e *Env) serveRegistry() (string, error) {
+func (e *Env) serveRegistry() (string, error) { return e.serveRegistryAt("127.0.0.1:0") }
+
+func (e *Env) serveRegistryAt(addr string) (string, error) {
 	blobs := filepath.Join(e.Dir, "registry")
 	if err := os.MkdirAll(blobs, 0o755); err != nil {
 		return "", err
@@ -30,7 +32,7 @@ func (e *Env) serveRegistry() (string, error) {
 		registry.Logger(log.New(io.Discard, "", 0)),
 		registry.WithBlobHandler(registry.NewDiskBlobHandler(blobs)),
 	)
-	return e.serve(h)
+	return e.serveAt(h, addr)
 }
 
 // DeriveBuildkitdConfig returns hack/buildkitd.toml with the loopback

@@ -130,6 +130,42 @@ func Start(ctx context.Context) (_ *Env, err error) {
 	return e, nil
 }
 
+// StartServices starts the parts of an Env that sit beside a buildkitd of
+// the caller's: the registry on registryAddr (the address a buildkitd.toml
+// mirrors docker.io to), holding the bases when withBases, and the task
+// archive server. BuildkitAddr stays empty. `go tool task demo` uses it to
+// run offline against ov's managed buildkitd.
+func StartServices(ctx context.Context, registryAddr string, withBases bool) (_ *Env, err error) {
+	root, err := repoRoot()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "ovservices-")
+	if err != nil {
+		return nil, err
+	}
+	e := &Env{Dir: dir, RepoRoot: root}
+	e.closers = append(e.closers, func() error { return removeTree(dir) })
+	defer func() {
+		if err != nil {
+			e.Close()
+		}
+	}()
+	cache, err := cacheRoot()
+	if err != nil {
+		return nil, err
+	}
+	if e.Registry, err = e.serveRegistryAt(registryAddr); err != nil {
+		return nil, err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	if withBases {
+		g.Go(func() error { return publishBases(gctx, cache, e.Registry) })
+	}
+	g.Go(func() error { return e.serveTask(gctx, cache) })
+	return e, g.Wait()
+}
+
 // Close stops every process and server the Env started (dockerd, buildkitd,
 // HTTP servers) and removes Dir. It returns the first error.
 func (e *Env) Close() error {
@@ -144,8 +180,11 @@ func (e *Env) Close() error {
 }
 
 // serve runs h on a fresh 127.0.0.1 port until Close.
-func (e *Env) serve(h http.Handler) (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+func (e *Env) serve(h http.Handler) (string, error) { return e.serveAt(h, "127.0.0.1:0") }
+
+// serveAt serves h on addr until Close.
+func (e *Env) serveAt(h http.Handler, addr string) (string, error) {
+	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return "", fmt.Errorf("testenv: listen: %w", err)
 	}
