@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -321,7 +322,7 @@ func TestBuildFamily(t *testing.T) {
 			created = append(created, h.CreatedBy)
 		}
 	}
-	if len(created) != len(cl) || created[len(created)-1] != "tool: root.yml" {
+	if len(created) != len(cl) || created[len(created)-1] != "tool: tool: root.yml" {
 		t.Errorf("child history = %q (%d layers)", created, len(cl))
 	}
 
@@ -383,6 +384,34 @@ func TestBuildMultiPlatform(t *testing.T) {
 		if got := flatten(t, img)["/arch.txt"].data; got != want {
 			t.Errorf("%s: arch.txt = %q, want %q", p, got, want)
 		}
+	}
+
+	// A rebuild into the same place reuses the blobs it still references
+	// (hard links, not rewritten) and drops the ones it does not.
+	blobs := filepath.Join(out, "bb", "blobs", "sha256")
+	before := inodes(t, blobs)
+	garbage := filepath.Join(blobs, strings.Repeat("0", 64))
+	if err := os.WriteFile(garbage, []byte("stale"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Build(context.Background(), c, BuildOptions{Family: []*plan.Image{busybox()}, Exporter: OCILayout(out)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(garbage); !os.IsNotExist(err) {
+		t.Errorf("unreferenced blob kept: %v", err)
+	}
+	after := inodes(t, blobs)
+	var reused int
+	for name, ino := range before {
+		if after[name] == ino {
+			reused++
+		}
+	}
+	if reused < len(before)-2 || len(after) != len(before) { // the index and its manifest may be new
+		t.Errorf("%d of %d blobs reused, %d after", reused, len(before), len(after))
+	}
+	if got := layoutImages(t, filepath.Join(out, "bb")); len(got) != 2 {
+		t.Errorf("rebuilt layout has %d images", len(got))
 	}
 
 	// --platform narrows.
@@ -613,6 +642,23 @@ func TestBuildLoadPodman(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "one platform") {
 		t.Errorf("multi-platform load: %v", err)
 	}
+}
+
+func inodes(t *testing.T, dir string) map[string]uint64 {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]uint64{}
+	for _, e := range ents {
+		fi, err := e.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[e.Name()] = fi.Sys().(*syscall.Stat_t).Ino
+	}
+	return out
 }
 
 func runCmd(name string, args ...string) (string, error) {

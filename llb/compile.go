@@ -289,13 +289,21 @@ func (c *compiler) step(ctx context.Context, s plan.Step) error {
 		if !ok {
 			return fail(fmt.Errorf("unknown stage %q", s.From))
 		}
-		c.main.copy(from, s.Src, s.Dst, s.Chown, lbl, s.Desc)
+		c.main.copy(from, s.Src, s.Dst, s.Chown, lbl, createdBy(s))
 		return nil
 	default:
 		return fail(fmt.Errorf("unknown step kind %d", s.Kind))
 	}
-	c.main.history(s.Desc, true)
+	c.main.history(createdBy(s), true)
 	return nil
+}
+
+// createdBy is a step's history entry: "<layer>: <desc>".
+func createdBy(s plan.Step) string {
+	if s.Layer == "" {
+		return s.Desc
+	}
+	return s.Layer + ": " + s.Desc
 }
 
 // mount renders a RUN --mount like the Dockerfile frontend does.

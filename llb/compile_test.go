@@ -258,7 +258,7 @@ func TestCompileConfig(t *testing.T) {
 		}
 	}
 	wantLayers := []string{"install curl", "install task", "create user", "WORKDIR /home/user",
-		"marker: root.yml", "marker: user.yml", "traefik routes", "marker file"}
+		"marker: marker: root.yml", "marker: marker: user.yml", "traefik routes", "marker file"}
 	if !slices.Equal(layers, wantLayers) {
 		t.Errorf("history layers = %q, want %q", layers, wantLayers)
 	}

@@ -2,8 +2,11 @@ package llb
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +15,7 @@ import (
 	"sync"
 
 	"github.com/moby/buildkit/client"
+	digest "github.com/opencontainers/go-digest"
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/overthink/ov/plan"
@@ -104,6 +108,10 @@ func (o ociLayout) Prepare(_ context.Context, img *plan.Image, _ []ocispecs.Plat
 	if err != nil {
 		return nil, err
 	}
+	if err := linkBlobs(dest, tmp); err != nil {
+		os.RemoveAll(tmp)
+		return nil, err
+	}
 	return &dirExport{dest: dest, tmp: tmp, entry: client.ExportEntry{
 		Type:      client.ExporterOCI,
 		Attrs:     map[string]string{"name": tagNames(img), "tar": "false"},
@@ -119,6 +127,9 @@ type dirExport struct {
 func (d *dirExport) Entries() []client.ExportEntry { return []client.ExportEntry{d.entry} }
 
 func (d *dirExport) Commit(context.Context, *client.SolveResponse) error {
+	if err := pruneBlobs(d.tmp); err != nil {
+		return fmt.Errorf("write %s: %w", d.dest, err)
+	}
 	if err := replaceDir(d.tmp, d.dest); err != nil {
 		return fmt.Errorf("write %s: %w", d.dest, err)
 	}
@@ -126,6 +137,101 @@ func (d *dirExport) Commit(context.Context, *client.SolveResponse) error {
 }
 
 func (d *dirExport) Abort() { os.RemoveAll(d.tmp) }
+
+// linkBlobs hard-links the blobs of the layout at dest (if any) into the new
+// layout at tmp, so an unchanged layer is not written again.
+func linkBlobs(dest, tmp string) error {
+	algs, err := os.ReadDir(filepath.Join(dest, "blobs"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	for _, alg := range algs {
+		blobs, err := os.ReadDir(filepath.Join(dest, "blobs", alg.Name()))
+		if err != nil {
+			return err
+		}
+		if err := os.MkdirAll(filepath.Join(tmp, "blobs", alg.Name()), 0o755); err != nil {
+			return err
+		}
+		for _, b := range blobs {
+			if !b.Type().IsRegular() {
+				continue
+			}
+			err := os.Link(filepath.Join(dest, "blobs", alg.Name(), b.Name()), filepath.Join(tmp, "blobs", alg.Name(), b.Name()))
+			if err != nil {
+				return nil // another filesystem or no links: write everything anew
+			}
+		}
+	}
+	return nil
+}
+
+// pruneBlobs removes the blobs of the layout at dir that its index does not
+// reach (those linked from an older layout that the new image dropped).
+func pruneBlobs(dir string) error {
+	keep := map[digest.Digest]bool{}
+	var walk func(data []byte) error
+	walk = func(data []byte) error {
+		var doc struct {
+			Manifests []ocispecs.Descriptor `json:"manifests"`
+			Config    *ocispecs.Descriptor  `json:"config"`
+			Layers    []ocispecs.Descriptor `json:"layers"`
+			Subject   *ocispecs.Descriptor  `json:"subject"`
+		}
+		if err := json.Unmarshal(data, &doc); err != nil {
+			return err
+		}
+		descs := append(slices.Clone(doc.Manifests), doc.Layers...)
+		for _, d := range []*ocispecs.Descriptor{doc.Config, doc.Subject} {
+			if d != nil {
+				descs = append(descs, *d)
+			}
+		}
+		for _, d := range descs {
+			if keep[d.Digest] || d.Digest.Validate() != nil {
+				continue
+			}
+			keep[d.Digest] = true
+			if strings.Contains(d.MediaType, "manifest") || strings.Contains(d.MediaType, "index") {
+				b, err := os.ReadFile(filepath.Join(dir, "blobs", d.Digest.Algorithm().String(), d.Digest.Encoded()))
+				if err != nil {
+					return err
+				}
+				if err := walk(b); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	index, err := os.ReadFile(filepath.Join(dir, "index.json"))
+	if err != nil {
+		return err
+	}
+	if err := walk(index); err != nil {
+		return fmt.Errorf("index.json: %w", err)
+	}
+	algs, err := os.ReadDir(filepath.Join(dir, "blobs"))
+	if err != nil {
+		return err
+	}
+	for _, alg := range algs {
+		blobs, err := os.ReadDir(filepath.Join(dir, "blobs", alg.Name()))
+		if err != nil {
+			return err
+		}
+		for _, b := range blobs {
+			if !keep[digest.NewDigestFromEncoded(digest.Algorithm(alg.Name()), b.Name())] {
+				if err := os.Remove(filepath.Join(dir, "blobs", alg.Name(), b.Name())); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
 
 // replaceDir moves tmp to dest, replacing what dest held.
 func replaceDir(tmp, dest string) error {

@@ -34,8 +34,8 @@ type BuildCmd struct {
 	Tag         string            `placeholder:"TAG" help:"Tag to use instead of \"auto\" (CalVer + latest)."`
 	Progress    string            `enum:"auto,tty,plain,rawjson,quiet" default:"auto" help:"Progress display: auto, tty, plain, rawjson or quiet."`
 	DryRun      bool              `name:"dry-run" help:"Print what would be built (images, platforms, tags, outputs) and stop; connects to nothing."`
-	CacheTo     []string          `name:"cache-to" placeholder:"type=registry,ref=REF|type=local,dest=DIR" help:"Export build cache (per image: REF's tag gets -<image>, DIR gets /<image>). Repeatable."`
-	CacheFrom   []string          `name:"cache-from" placeholder:"type=registry,ref=REF|type=local,src=DIR" help:"Import build cache written by --cache-to. Repeatable."`
+	CacheTo     []string          `name:"cache-to" sep:"none" placeholder:"type=registry,ref=REF|type=local,dest=DIR" help:"Export build cache (per image: REF's tag gets -<image>, DIR gets /<image>). Repeatable."`
+	CacheFrom   []string          `name:"cache-from" sep:"none" placeholder:"type=registry,ref=REF|type=local,src=DIR" help:"Import build cache written by --cache-to. Repeatable."`
 	TaskURL     string            `name:"task-url" env:"OV_TASK_URL" placeholder:"URL" help:"Directory URL holding task_linux_<arch>.tar.gz for the bootstrap (default: the go-task v3.54.0 release)."`
 	TaskSHA256  map[string]string `name:"task-sha256" env:"OV_TASK_SHA256" mapsep:"," placeholder:"amd64=HEX,arm64=HEX" help:"Pin the task archives by sha256, per architecture."`
 	OfflineUser bool              `name:"offline-user" help:"Do not read base images' /etc/passwd: use the configured user, uid and gid with home /home/<user> (also OV_OFFLINE=1)."`
@@ -73,6 +73,11 @@ func (c *BuildCmd) Run(g *Globals) error {
 	if c.Tag != "" {
 		if err := spec.CheckTag(c.Tag); err != nil {
 			return userErrorf("--tag: %v", err)
+		}
+	}
+	for _, e := range append(slices.Clone(c.CacheFrom), c.CacheTo...) {
+		if !strings.Contains(e, "type=") {
+			return userErrorf("cache %q: want type=registry,ref=REF or type=local,src=DIR|dest=DIR", e)
 		}
 	}
 	imports, err := bkbuild.ParseImportCache(c.CacheFrom)

@@ -1,0 +1,147 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+
+	"github.com/overthink/ov/internal/testenv"
+)
+
+// buildProject writes a small project: a Debian image with one layer, a
+// child built on it, and an image whose layer fails. pkg rpm keeps the
+// bootstrap off the network (no apt).
+func buildProject(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	files := map[string]string{
+		"images.yml": `defaults:
+  registry: ov.test
+  platforms: [linux/amd64]
+  pkg: rpm
+images:
+  tiny:
+    base: "debian:bookworm"
+    layers: [hello]
+  tiny-child:
+    base: tiny
+    layers: [child]
+  broken:
+    base: "debian:bookworm"
+    layers: [broken]
+`,
+		"layers/hello/root.yml":  "version: '3'\ntasks:\n  install:\n    cmds:\n      - echo hello > /hello.txt\n",
+		"layers/child/root.yml":  "version: '3'\ntasks:\n  install:\n    cmds:\n      - echo child > /child.txt\n",
+		"layers/broken/root.yml": "version: '3'\ntasks:\n  install:\n    cmds:\n      - echo about to fail\n      - exit 7\n",
+	}
+	for name, content := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// TestBuildCommand runs `ov build` in-process against a real buildkitd.
+func TestBuildCommand(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), testenv.StartTimeout)
+	env, err := testenv.Start(ctx)
+	cancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { env.Close() })
+	t.Setenv("OV_REGISTRY_MIRRORS", "docker.io="+env.Registry)
+	dir := buildProject(t)
+	common := []string{"-C", dir, "build", "--builder", env.BuildkitAddr, "--progress", "plain",
+		"--task-url", env.TaskBaseURL, "--task-sha256", "amd64=" + env.TaskSHA256["amd64"] + ",arm64=" + env.TaskSHA256["arm64"]}
+
+	t.Run("child", func(t *testing.T) {
+		stdout, stderr, code := ov(t, append(common, "tiny-child")...)
+		want := "built tiny-child (linux/amd64) -> oci:" + filepath.Join(dir, ".build", "oci") + "/<image>\n"
+		if code != 0 || stdout != "" || !strings.HasSuffix(stderr, want) {
+			t.Fatalf("exit %d, stdout %q, stderr:\n%s\nwant it to end with %q", code, stdout, stderr, want)
+		}
+		if !strings.Contains(stderr, "[tiny hello] root.yml") || !strings.Contains(stderr, "[tiny-child child] root.yml") {
+			t.Errorf("progress does not name the steps:\n%s", stderr)
+		}
+		idx, err := layout.ImageIndexFromPath(filepath.Join(dir, ".build", "oci", "tiny-child"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := idx.IndexManifest()
+		if err != nil || len(m.Manifests) != 2 { // CalVer and latest
+			t.Fatalf("index: %v, %+v", err, m)
+		}
+		for _, d := range m.Manifests {
+			if n := d.Annotations["io.containerd.image.name"]; !strings.HasPrefix(n, "ov.test/tiny-child:") {
+				t.Errorf("tag %q", n)
+			}
+		}
+		if _, err := os.Stat(filepath.Join(dir, ".build", "oci", "tiny")); !os.IsNotExist(err) {
+			t.Errorf("the parent, built only into its child, was exported: %v", err)
+		}
+	})
+
+	t.Run("failing step", func(t *testing.T) {
+		out := filepath.Join(t.TempDir(), "out")
+		_, stderr, code := ov(t, append(common, "--output", "oci:"+out, "--progress", "quiet", "broken")...)
+		t.Logf("stderr:\n%s", stderr)
+		for _, want := range []string{`ov: build failed: image "broken", layer "broken", step "root.yml"`, "exit code: 201", "about to fail"} {
+			if !strings.Contains(stderr, want) {
+				t.Errorf("stderr lacks %q", want)
+			}
+		}
+		if code != 1 {
+			t.Errorf("exit %d, stderr:\n%s", code, stderr)
+		}
+		if _, err := os.Stat(out); err == nil {
+			if ents, _ := os.ReadDir(out); len(ents) > 0 {
+				t.Errorf("failed build left %d entries in %s", len(ents), out)
+			}
+		}
+	})
+
+	t.Run("dry run", func(t *testing.T) {
+		// An unreachable builder proves the dry run connects to nothing.
+		args := []string{"-C", dir, "build", "--builder", "tcp://127.0.0.1:1", "--dry-run", "--push", "--offline-user", "tiny-child"}
+		stdout, stderr, code := ov(t, args...)
+		want := "tiny-child\n" +
+			"  base:      tiny (built in this run)\n" +
+			"  platforms: linux/amd64\n" +
+			"  tags:      ov.test/tiny-child:2026.47.905 ov.test/tiny-child:latest\n" +
+			"  output:    push\n" +
+			"built into the images above, not exported: tiny\n"
+		if code != 0 || stdout != want || stderr != "" {
+			t.Errorf("exit %d, stderr %q, stdout:\n%s\nwant:\n%s", code, stderr, stdout, want)
+		}
+	})
+
+	for name, tc := range map[string]struct {
+		args []string
+		want string
+	}{
+		"archive of two images": {[]string{"--output", "oci-archive:x.tar", "tiny", "tiny-child"}, "--output oci-archive:FILE holds one image, not 2"},
+		"load two platforms":    {[]string{"--load", "--platform", "linux/amd64,linux/arm64", "tiny"}, "--load takes one platform"},
+		"unknown output":        {[]string{"--output", "tar:x", "tiny"}, `unknown type "tar"`},
+		"foreign platform":      {[]string{"--platform", "linux/s390x", "tiny"}, `image "tiny" builds for linux/amd64, not linux/s390x`},
+		"bad cache":             {[]string{"--cache-to", "type=local,bogus", "tiny"}, "--cache-to: invalid value bogus"},
+		"cache without type":    {[]string{"--cache-from", "ref=x,mode=max", "tiny"}, `cache "ref=x,mode=max": want type=registry`},
+	} {
+		t.Run(name, func(t *testing.T) {
+			args := append([]string{"-C", dir, "build", "--builder", "tcp://127.0.0.1:1", "--offline-user"}, tc.args...)
+			_, stderr, code := ov(t, args...)
+			if code != 1 || !strings.Contains(stderr, tc.want) {
+				t.Errorf("exit %d, stderr %q; want exit 1 and %q", code, stderr, tc.want)
+			}
+		})
+	}
+}
