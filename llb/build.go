@@ -266,12 +266,14 @@ func (b *builder) build(ctx context.Context, c *client.Client, img *plan.Image) 
 	}()
 
 	so := client.SolveOpt{
-		Exports:      exp.Entries(),
-		LocalMounts:  b.mounts,
-		Session:      b.session,
-		SharedKey:    "ov",
-		CacheImports: CacheFor(b.opt.CacheImports, img.Name),
-		CacheExports: CacheFor(b.opt.CacheExports, img.Name),
+		Exports:     exp.Entries(),
+		LocalMounts: b.mounts,
+		Session:     b.session,
+		SharedKey:   "ov",
+		// Non-nil: the client copies cache imports into it (and panics on nil).
+		FrontendAttrs: map[string]string{},
+		CacheImports:  CacheFor(b.opt.CacheImports, img.Name),
+		CacheExports:  CacheFor(b.opt.CacheExports, img.Name),
 	}
 	// BuildKit reports a build function's error by its gRPC status alone,
 	// dropping the context wrapped around it here; keep the original.

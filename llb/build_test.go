@@ -665,3 +665,77 @@ func runCmd(name string, args ...string) (string, error) {
 	out, err := exec.Command(name, args...).CombinedOutput()
 	return string(out), err
 }
+
+func TestCacheFor(t *testing.T) {
+	in := []client.CacheOptionsEntry{
+		{Type: "registry", Attrs: map[string]string{"ref": "ghcr.io/o/cache:main", "mode": "max"}},
+		{Type: "registry", Attrs: map[string]string{"ref": "ghcr.io/o/cache"}},
+		{Type: "local", Attrs: map[string]string{"dest": "/tmp/c"}},
+		{Type: "local", Attrs: map[string]string{"src": "/tmp/c"}},
+		{Type: "gha", Attrs: map[string]string{"scope": "x"}},
+	}
+	got := CacheFor(in, "web")
+	want := []map[string]string{
+		{"ref": "ghcr.io/o/cache:main-web", "mode": "max"},
+		{"ref": "ghcr.io/o/cache:web"},
+		{"dest": "/tmp/c/web"},
+		{"src": "/tmp/c/web"},
+		{"scope": "x"},
+	}
+	for i := range want {
+		if got[i].Type != in[i].Type || fmt.Sprint(got[i].Attrs) != fmt.Sprint(want[i]) {
+			t.Errorf("%d: %+v, want %v", i, got[i], want[i])
+		}
+	}
+	if in[0].Attrs["ref"] != "ghcr.io/o/cache:main" {
+		t.Error("CacheFor changed its input")
+	}
+}
+
+func TestBuildLocalCache(t *testing.T) {
+	env := testenv.Get(t)
+	c := env.Client(t)
+	cache := t.TempDir()
+	img := busybox()
+	img.Platforms = []string{"linux/amd64"}
+	_, err := Build(context.Background(), c, BuildOptions{
+		Family:       []*plan.Image{img},
+		Exporter:     OCILayout(t.TempDir()),
+		CacheExports: []client.CacheOptionsEntry{{Type: "local", Attrs: map[string]string{"dest": cache, "mode": "max"}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := layout.ImageIndexFromPath(filepath.Join(cache, "bb")); err != nil {
+		t.Fatalf("no cache written for bb: %v", err)
+	}
+	// With the daemon's cache emptied, the step comes from the imported cache.
+	if err := c.Prune(context.Background(), nil, client.PruneAll); err != nil {
+		t.Fatal(err)
+	}
+	ch := make(chan *client.SolveStatus)
+	cached := make(chan bool, 1)
+	go func() {
+		var hit bool
+		for st := range ch {
+			for _, v := range st.Vertexes {
+				if strings.HasSuffix(v.Name, "] arch: root.yml") && v.Cached {
+					hit = true
+				}
+			}
+		}
+		cached <- hit
+	}()
+	_, err = Build(context.Background(), c, BuildOptions{
+		Family:       []*plan.Image{img},
+		Exporter:     OCILayout(t.TempDir()),
+		CacheImports: []client.CacheOptionsEntry{{Type: "local", Attrs: map[string]string{"src": cache}}},
+		Status:       ch,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !<-cached {
+		t.Error("the step ran again instead of coming from the imported cache")
+	}
+}
