@@ -484,7 +484,8 @@ const ArchCase = `case "$(uname -m)" in x86_64) arch=amd64 ;; aarch64) arch=arm6
 // unpackTask checks (when pinned) and unpacks the task archive found at
 // TaskArchive. Both back ends run it after putting the archive there.
 func unpackTask(t TaskSource) string {
-	unpack := "tar -xzf " + TaskArchive + " -C /usr/local/bin --no-same-owner task"
+	// Minimal bases (busybox) have no /usr/local/bin.
+	unpack := "mkdir -p /usr/local/bin && tar -xzf " + TaskArchive + " -C /usr/local/bin --no-same-owner task"
 	if len(t.SHA256) == 0 {
 		return unpack
 	}
