@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"net/url"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -317,7 +318,7 @@ func (b *builder) image(img *spec.Image) (*Image, error) {
 	}
 
 	// Pixi stages and the copies of their environments.
-	envDir := u.Home + "/.pixi/envs/default"
+	envDir := path.Join(u.Home, ".pixi/envs/default")
 	for _, l := range own {
 		if l.Pixi == "" {
 			continue
@@ -444,12 +445,12 @@ func pkgCache(pkg string) []Mount {
 }
 
 func npmCache(u spec.User) Mount {
-	return Mount{Kind: Cache, Target: u.Home + "/.cache/npm", ID: "ov-npm-" + strconv.Itoa(u.UID),
+	return Mount{Kind: Cache, Target: path.Join(u.Home, ".cache/npm"), ID: "ov-npm-" + strconv.Itoa(u.UID),
 		Owned: true, UID: u.UID, GID: u.GID}
 }
 
 func cargoCache(u spec.User) Mount {
-	return Mount{Kind: Cache, Target: u.Home + "/.cargo/registry", ID: "ov-cargo-" + strconv.Itoa(u.UID),
+	return Mount{Kind: Cache, Target: path.Join(u.Home, ".cargo/registry"), ID: "ov-cargo-" + strconv.Itoa(u.UID),
 		Owned: true, UID: u.UID, GID: u.GID}
 }
 
@@ -584,15 +585,16 @@ func prepareCacheDirs(steps []Step, u spec.User) []Step {
 	var dirs []string
 	for i, s := range steps {
 		for _, m := range s.Mounts {
-			if m.Kind != Cache || !m.Owned || !strings.HasPrefix(m.Target, u.Home+"/") {
+			rel, ok := strings.CutPrefix(m.Target, strings.TrimSuffix(u.Home, "/")+"/")
+			if m.Kind != Cache || !m.Owned || !ok {
 				continue
 			}
 			if first < 0 {
 				first = i
 			}
-			parts := strings.Split(strings.TrimPrefix(m.Target, u.Home+"/"), "/")
+			parts := strings.Split(rel, "/")
 			for k := range parts {
-				d := u.Home + "/" + strings.Join(parts[:k+1], "/")
+				d := path.Join(u.Home, strings.Join(parts[:k+1], "/"))
 				if !slices.Contains(dirs, d) {
 					dirs = append(dirs, d)
 				}

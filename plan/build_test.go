@@ -392,3 +392,29 @@ func TestQuote(t *testing.T) {
 		}
 	}
 }
+
+// A base whose account at the uid has home "/" still gets clean paths.
+func TestRootDirHome(t *testing.T) {
+	plans, err := plan.Build(family(t), []string{"base"}, plan.Options{CalVer: "1",
+		Users: func(context.Context, string, spec.User) (spec.User, error) {
+			return spec.User{Name: "svc", UID: 1000, GID: 1000, Home: "/"}, nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var targets []string
+	var prep string
+	for _, s := range plans[0].Steps {
+		if s.Desc == "user cache directories" {
+			prep = s.Shell
+		}
+		for _, m := range s.Mounts {
+			if m.Owned {
+				targets = append(targets, m.Target)
+			}
+		}
+	}
+	if !slices.Equal(targets, []string{"/.cache/npm"}) || !strings.Contains(prep, "mkdir -p /.cache /.cache/npm &&") {
+		t.Errorf("targets %v, prepare %q", targets, prep)
+	}
+}
