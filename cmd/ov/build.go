@@ -25,6 +25,7 @@ import (
 type BuildCmd struct {
 	BuilderFlags `embed:""`
 	EngineFlag   `embed:""`
+	MergeFlags   `embed:""`
 
 	Images      []string          `arg:"" optional:"" name:"image" help:"Images to build (default: every enabled image)."`
 	Platform    []string          `name:"platform" sep:"," placeholder:"OS/ARCH,..." help:"Build only these of each image's platforms."`
@@ -52,6 +53,10 @@ fine); with none of them it is written as an OCI layout under .build/oci/,
 so a build never throws its result away. Outputs appear only when complete:
 an interrupted or failed build leaves nothing half-written.
 
+Images with a merge block in images.yml (all of them with --merge) get their
+small layers merged on the way out, as ov merge would: what is pushed,
+loaded or written is already merged, with no docker save/load round trip.
+
 The builder is --builder / BUILDKIT_HOST, else the system buildkitd if one
 answers, else ov's own managed buildkitd (started on demand; see ov builder).`
 }
@@ -74,6 +79,9 @@ func (c *BuildCmd) Run(g *Globals) error {
 		if err := spec.CheckTag(c.Tag); err != nil {
 			return userErrorf("--tag: %v", err)
 		}
+	}
+	if err := c.MergeFlags.check(); err != nil {
+		return err
 	}
 	for _, e := range append(slices.Clone(c.CacheFrom), c.CacheTo...) {
 		if !strings.Contains(e, "type=") {
@@ -145,7 +153,7 @@ func (c *BuildCmd) Run(g *Globals) error {
 		Family:         plans,
 		Targets:        targets,
 		Platforms:      narrow,
-		Exporter:       llb.Multi(exps...),
+		Exporter:       c.exporter(exps),
 		CacheImports:   imports,
 		CacheExports:   exports,
 		Status:         status,
@@ -164,7 +172,7 @@ func (c *BuildCmd) Run(g *Globals) error {
 		descs[i] = o.desc
 	}
 	for _, r := range results {
-		fmt.Fprintf(g.Stderr, "built %s (%s) -> %s\n", r.Image, formatPlatforms(r.Platforms), strings.Join(descs, ", "))
+		fmt.Fprintf(g.Stderr, "built %s (%s) -> %s%s\n", r.Image, formatPlatforms(r.Platforms), strings.Join(descs, ", "), mergeNote(r))
 	}
 	return nil
 }
@@ -267,6 +275,9 @@ func (c *BuildCmd) dryRun(w io.Writer, byName map[string]*plan.Image, targets []
 		fmt.Fprintf(w, "  tags:      %s\n", strings.Join(img.Tags, " "))
 		for _, o := range outs {
 			fmt.Fprintf(w, "  output:    %s\n", strings.ReplaceAll(o.desc, "<image>", n))
+		}
+		if max := c.maxBytes(img); max > 0 {
+			fmt.Fprintf(w, "  merge:     layers up to %d MB\n", max>>20)
 		}
 	}
 	var parents []string
