@@ -71,7 +71,7 @@ type Result struct {
 // result with its platforms solved in parallel, and hands them to the
 // exporter. A child's LLB embeds its parent's, so a family is built without
 // pushing or pulling between its members. Failed targets are reported
-// together; the others are still exported.
+// together in the error; the others are still exported and returned.
 func Build(ctx context.Context, c *client.Client, opt BuildOptions) ([]Result, error) {
 	if opt.Status != nil {
 		defer close(opt.Status)
@@ -100,10 +100,13 @@ func Build(ctx context.Context, c *client.Client, opt BuildOptions) ([]Result, e
 	}
 	wg.Wait()
 	b.statuses.Wait()
-	if err := joinUnique(errs); err != nil {
-		return nil, err
+	var done []Result
+	for i, r := range results {
+		if errs[i] == nil {
+			done = append(done, r)
+		}
 	}
-	return results, nil
+	return done, joinUnique(errs)
 }
 
 // BuildOCI builds one image of family, with the parents it needs, into an

@@ -451,6 +451,17 @@ func TestBuildFailingStep(t *testing.T) {
 		}
 	}
 	assertEmpty(t, out)
+
+	// Other targets still build and export.
+	good := busybox()
+	good.Name, good.Platforms = "good", []string{"linux/amd64"}
+	res, err := Build(context.Background(), c, BuildOptions{Family: []*plan.Image{img, good}, Exporter: OCILayout(out)})
+	if !errors.As(err, &se) || len(res) != 1 || res[0].Image != "good" {
+		t.Fatalf("results %+v, err %v", res, err)
+	}
+	if ents, _ := os.ReadDir(out); len(ents) != 1 || ents[0].Name() != "good" {
+		t.Errorf("output holds %v", ents)
+	}
 }
 
 func TestBuildMissingBase(t *testing.T) {

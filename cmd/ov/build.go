@@ -160,19 +160,19 @@ func (c *BuildCmd) Run(g *Globals) error {
 		WaitForParents: c.Push,
 	})
 	<-shown
-	if err != nil {
-		if ctx.Err() != nil {
-			fmt.Fprintln(g.Stderr, "ov: build interrupted; nothing was written")
-			return exitStatus(130)
-		}
-		return &userError{err: fmt.Errorf("build failed: %w", err)}
-	}
 	descs := make([]string, len(outs))
 	for i, o := range outs {
 		descs[i] = o.desc
 	}
 	for _, r := range results {
 		fmt.Fprintf(g.Stderr, "built %s (%s) -> %s%s\n", r.Image, formatPlatforms(r.Platforms), strings.Join(descs, ", "), mergeNote(r))
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			fmt.Fprintln(g.Stderr, "ov: build interrupted; unfinished images were not written")
+			return exitStatus(130)
+		}
+		return &userError{err: fmt.Errorf("build failed: %w", err)}
 	}
 	return nil
 }
