@@ -88,7 +88,6 @@ type family struct {
 	env    *testenv.Env
 	bc     *client.Client
 	dir    string // the project
-	out    string // build outputs, outside the project (bake sends it as context)
 	bin    string // ov
 	buildx string
 	ovEnv  []string // for ov build and ov generate
@@ -99,7 +98,7 @@ type family struct {
 }
 
 func newFamily(ctx context.Context, env *testenv.Env, root, work, bin string) (*family, error) {
-	f := &family{env: env, dir: filepath.Join(work, "family"), out: filepath.Join(work, "out"), bin: bin}
+	f := &family{env: env, dir: filepath.Join(work, "family"), bin: bin}
 	if err := copyTree(filepath.Join(root, "e2e", "testdata", "family"), f.dir); err != nil {
 		return nil, err
 	}
@@ -138,7 +137,7 @@ func newFamily(ctx context.Context, env *testenv.Env, root, work, bin string) (*
 		return nil, err
 	}
 	logf("probing bb-multi")
-	if _, err := f.ovBuild(ctx, []string{"bb-multi"}, nil); err != nil {
+	if _, err := f.ovBuild(ctx, []string{"bb-multi"}, []string{"--push"}); err != nil {
 		f.notes = append(f.notes, "bb-multi (the multi-arch busybox image) is left out: ov build fails on it: "+firstLine(err))
 		if err := f.writeImages(false); err != nil {
 			return nil, err
@@ -161,14 +160,11 @@ func (f *family) writeImages(busybox bool) error {
 // long that took.
 type contender func(ctx context.Context) (time.Duration, error)
 
-// ov: `ov build` writing OCI layouts (its default output) outside the
-// project.
-func (f *family) ovOCI(ctx context.Context) (time.Duration, error) {
-	dest := filepath.Join(f.out, "ov")
-	if err := os.RemoveAll(dest); err != nil {
-		return 0, err
-	}
-	return f.ovBuild(ctx, nil, []string{"--output", "oci:" + dest})
+// ov: `ov build --push` of the whole family to the loopback registry.
+// Pushing, not writing OCI layouts: a layout export copies every blob of
+// every image on each run, which would swamp a no-op build on both sides.
+func (f *family) ovPush(ctx context.Context) (time.Duration, error) {
+	return f.ovBuild(ctx, nil, []string{"--push"})
 }
 
 func (f *family) ovBuild(ctx context.Context, images, args []string) (time.Duration, error) {
@@ -177,17 +173,9 @@ func (f *family) ovBuild(ctx context.Context, images, args []string) (time.Durat
 	return t.Wall, err
 }
 
-// bake: `ov generate` then `buildx bake` writing the same OCI layouts.
-func (f *family) bakeOCI(ctx context.Context) (time.Duration, error) {
-	dest := filepath.Join(f.out, "bake")
-	if err := os.RemoveAll(dest); err != nil {
-		return 0, err
-	}
-	var set []string
-	for _, img := range f.images {
-		set = append(set, "--set", img+".output=type=oci,tar=false,dest="+filepath.Join(dest, img))
-	}
-	return f.bake(ctx, f.images, append(set, "--allow", "fs.write="+f.out))
+// bake: `ov generate` then `buildx bake --push` of the same images.
+func (f *family) bakePush(ctx context.Context) (time.Duration, error) {
+	return f.bake(ctx, f.images, []string{"--push"})
 }
 
 func (f *family) bake(ctx context.Context, targets, args []string) (time.Duration, error) {
@@ -208,6 +196,7 @@ func (f *family) ovMerge(ctx context.Context) (time.Duration, error) {
 		return d, err
 	}
 	m, err := f.merge(ctx)
+	logf("  ov build --load %s, ov merge %s", d.Round(time.Millisecond), m.Round(time.Millisecond))
 	return d + m, err
 }
 
@@ -217,6 +206,7 @@ func (f *family) bakeMerge(ctx context.Context) (time.Duration, error) {
 		return d, err
 	}
 	m, err := f.merge(ctx)
+	logf("  generate + bake --load %s, ov merge %s", d.Round(time.Millisecond), m.Round(time.Millisecond))
 	return d + m, err
 }
 
@@ -243,7 +233,7 @@ func (f *family) edit(file string) error {
 
 // measure runs the scenarios. Contenders alternate which goes first; each
 // scenario's row is kept even when a later one fails.
-func (f *family) measure(ctx context.Context, rep *bench.Report, want map[string]bool, runs, coldRuns int) error {
+func (f *family) measure(ctx context.Context, rep *bench.Report, want map[string]bool, runs int) error {
 	both := func(row *bench.Row, i int, before func() error, ov, bake contender) error {
 		order := []struct {
 			name string
@@ -279,10 +269,10 @@ func (f *family) measure(ctx context.Context, rep *bench.Report, want map[string
 
 	if want["cold"] {
 		row := bench.Row{Scenario: "cold", Target: 0.9,
-			What: "build cache pruned (buildkit Prune, all) before each build; the family (" + members + ") to OCI layouts"}
+			What: "build cache pruned (buildkit Prune, all) before each build; the family (" + members + ") pushed to the loopback registry"}
 		var err error
-		for i := 0; i < coldRuns && err == nil; i++ {
-			err = both(&row, i, func() error { return f.prune(ctx) }, f.ovOCI, f.bakeOCI)
+		for i := 0; i < runs && err == nil; i++ {
+			err = both(&row, i, func() error { return f.prune(ctx) }, f.ovPush, f.bakePush)
 		}
 		if err := add(row, err); err != nil {
 			return err
@@ -293,7 +283,7 @@ func (f *family) measure(ctx context.Context, rep *bench.Report, want map[string
 	}
 	// Warm both caches (a cold run leaves only the last contender's).
 	logf("warming both caches")
-	for _, c := range []contender{f.ovOCI, f.bakeOCI} {
+	for _, c := range []contender{f.ovPush, f.bakePush} {
 		if _, err := c(ctx); err != nil {
 			return fmt.Errorf("warm-up: %w", err)
 		}
@@ -302,7 +292,7 @@ func (f *family) measure(ctx context.Context, rep *bench.Report, want map[string
 		row := bench.Row{Scenario: "no-op", Target: 0.5, What: "everything cached, nothing changed"}
 		var err error
 		for i := 0; i < runs && err == nil; i++ {
-			err = both(&row, i, nil, f.ovOCI, f.bakeOCI)
+			err = both(&row, i, nil, f.ovPush, f.bakePush)
 		}
 		if err := add(row, err); err != nil {
 			return err
@@ -322,7 +312,7 @@ func (f *family) measure(ctx context.Context, rep *bench.Report, want map[string
 				// One edit per run: each contender then rebuilds the
 				// same change relative to its own last build.
 				if err = f.edit(sc.file); err == nil {
-					err = both(&row, i, nil, f.ovOCI, f.bakeOCI)
+					err = both(&row, i, nil, f.ovPush, f.bakePush)
 				}
 			}
 			if err := add(row, err); err != nil {

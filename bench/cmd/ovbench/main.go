@@ -4,7 +4,7 @@
 // synthetic 100-image project. It prints the results and writes them as a
 // markdown table (BENCHMARKS.md). Timings are measurements, not checks.
 //
-//	go run ./bench/cmd/ovbench -runs 5 -out BENCHMARKS.md
+//	go run ./bench/cmd/ovbench -runs 3 -out BENCHMARKS.md
 //	go run ./bench/cmd/ovbench -scenarios scale   # no build environment
 //
 // Everything but "scale" needs internal/testenv's environment (root, the
@@ -32,8 +32,7 @@ import (
 var allScenarios = []string{"cold", "noop", "incremental", "merge", "scale"}
 
 func main() {
-	runs := flag.Int("runs", 5, "timed runs per scenario and contender")
-	coldRuns := flag.Int("cold-runs", 0, "timed runs of the cold scenario (default: min(runs, 3); each is a full build)")
+	runs := flag.Int("runs", 3, "timed runs per scenario and contender (a cold run is a full build: minutes)")
 	out := flag.String("out", "", "write the markdown report here (e.g. BENCHMARKS.md)")
 	scenarios := flag.String("scenarios", strings.Join(allScenarios, ","), "comma-separated scenarios: "+strings.Join(allScenarios, ", "))
 	keep := flag.Bool("keep", false, "keep the scratch directory")
@@ -44,16 +43,13 @@ func main() {
 		fmt.Fprintf(os.Stderr, "ovbench: %v\n", err)
 		os.Exit(2)
 	}
-	if *coldRuns == 0 {
-		*coldRuns = min(*runs, 3)
-	}
-	if *runs < 1 || *coldRuns < 1 {
-		fmt.Fprintln(os.Stderr, "ovbench: -runs and -cold-runs must be at least 1")
+	if *runs < 1 {
+		fmt.Fprintln(os.Stderr, "ovbench: -runs must be at least 1")
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	rep, err := run(ctx, want, *runs, *coldRuns, *keep)
+	rep, err := run(ctx, want, *runs, *keep)
 	if rep != nil {
 		md := rep.Markdown()
 		os.Stdout.Write(md)
@@ -85,7 +81,7 @@ func parseScenarios(s string) (map[string]bool, error) {
 
 // run runs the wanted scenarios. The report it returns holds whatever was
 // measured, also when it fails part-way.
-func run(ctx context.Context, want map[string]bool, runs, coldRuns int, keep bool) (*bench.Report, error) {
+func run(ctx context.Context, want map[string]bool, runs int, keep bool) (*bench.Report, error) {
 	root, err := repoRoot()
 	if err != nil {
 		return nil, err
@@ -101,7 +97,7 @@ func run(ctx context.Context, want map[string]bool, runs, coldRuns int, keep boo
 	}
 
 	cmd := "go tool task bench"
-	if runs != 5 {
+	if runs != 3 {
 		cmd = fmt.Sprintf("go tool task bench RUNS=%d", runs)
 	}
 	if len(want) == 1 && want["scale"] {
@@ -117,7 +113,7 @@ func run(ctx context.Context, want map[string]bool, runs, coldRuns int, keep boo
 	}
 
 	if want["cold"] || want["noop"] || want["incremental"] || want["merge"] {
-		if err := buildScenarios(ctx, rep, want, root, work, bin, runs, coldRuns); err != nil {
+		if err := buildScenarios(ctx, rep, want, root, work, bin, runs); err != nil {
 			return rep, err
 		}
 	}
@@ -133,7 +129,7 @@ func run(ctx context.Context, want map[string]bool, runs, coldRuns int, keep boo
 }
 
 // buildScenarios starts the build environment and runs the contenders.
-func buildScenarios(ctx context.Context, rep *bench.Report, want map[string]bool, root, work, bin string, runs, coldRuns int) error {
+func buildScenarios(ctx context.Context, rep *bench.Report, want map[string]bool, root, work, bin string, runs int) error {
 	logf("starting the build environment (first start builds the test bases: minutes)")
 	ectx, cancel := context.WithTimeout(ctx, testenv.StartTimeout)
 	env, err := testenv.Start(ectx)
@@ -149,7 +145,7 @@ func buildScenarios(ctx context.Context, rep *bench.Report, want map[string]bool
 	}
 	defer f.close()
 	rep.Notes = append(rep.Notes, f.notes...)
-	return f.measure(ctx, rep, want, runs, coldRuns)
+	return f.measure(ctx, rep, want, runs)
 }
 
 // repoRoot walks up to the module holding bench/.
