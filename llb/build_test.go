@@ -177,6 +177,8 @@ func layoutImages(t *testing.T, dir string) map[string]v1.Image {
 					t.Fatal(err)
 				}
 				walk(sub)
+			case d.Annotations["vnd.docker.reference.type"] == "attestation-manifest":
+				// provenance (buildx adds it by default), not an image
 			case d.MediaType.IsImage():
 				img, err := idx.Image(d.Digest)
 				if err != nil {
