@@ -31,13 +31,9 @@ type PodInstallCmd struct {
 }
 
 func (c *PodInstallCmd) Run(g *Globals) error {
-	img, err := podImage(g, c.Image, c.Tag)
+	img, ws, err := podTarget(g, c.Image, c.Tag, c.Workspace)
 	if err != nil {
 		return err
-	}
-	ws, err := pod.Workspace(c.Workspace)
-	if err != nil {
-		return userErrorf("%v", err)
 	}
 	ctx, stop := interruptible()
 	defer stop()

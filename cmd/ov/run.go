@@ -38,6 +38,19 @@ func podImage(g *Globals, name, tag string) (pod.Image, error) {
 	return pod.Image{Name: img.Name, Ref: runRef(img, tag), UID: img.UID, GID: img.GID, Ports: img.Ports}, nil
 }
 
+// podTarget is podImage plus the workspace directory, made absolute.
+func podTarget(g *Globals, name, tag, workspace string) (pod.Image, string, error) {
+	img, err := podImage(g, name, tag)
+	if err != nil {
+		return pod.Image{}, "", err
+	}
+	ws, err := pod.Workspace(workspace)
+	if err != nil {
+		return pod.Image{}, "", userErrorf("%v", err)
+	}
+	return img, ws, nil
+}
+
 // runRef is the reference a host runs: the given tag, else latest for tag
 // "auto" (the CalVer tag changes every build), else the configured tag.
 func runRef(img *spec.Image, tag string) string {
@@ -61,13 +74,9 @@ type ShellCmd struct {
 }
 
 func (c *ShellCmd) Run(g *Globals) error {
-	img, err := podImage(g, c.Image, c.Tag)
+	img, ws, err := podTarget(g, c.Image, c.Tag, c.Workspace)
 	if err != nil {
 		return err
-	}
-	ws, err := pod.Workspace(c.Workspace)
-	if err != nil {
-		return userErrorf("%v", err)
 	}
 	engine, err := c.engine()
 	if err != nil {
@@ -89,13 +98,9 @@ type StartCmd struct {
 }
 
 func (c *StartCmd) Run(g *Globals) error {
-	img, err := podImage(g, c.Image, c.Tag)
+	img, ws, err := podTarget(g, c.Image, c.Tag, c.Workspace)
 	if err != nil {
 		return err
-	}
-	ws, err := pod.Workspace(c.Workspace)
-	if err != nil {
-		return userErrorf("%v", err)
 	}
 	engine, err := c.engine()
 	if err != nil {
