@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -61,6 +62,12 @@ type Timing struct {
 // Run runs bin with args in dir and times it, failing with its output when
 // it exits non-zero.
 func Run(ctx context.Context, dir string, env []string, bin string, args ...string) (Timing, error) {
+	return RunLog(ctx, "", dir, env, bin, args...)
+}
+
+// RunLog is Run that also appends the command line and its output to the
+// file log (none when "").
+func RunLog(ctx context.Context, log, dir string, env []string, bin string, args ...string) (Timing, error) {
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), env...)
@@ -72,10 +79,30 @@ func Run(ctx context.Context, dir string, env []string, bin string, args ...stri
 	if cmd.ProcessState != nil {
 		t.CPU = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 	}
+	if log != "" {
+		if werr := appendLog(log, fmt.Sprintf("$ %s %s\n# %s wall, %v\n", filepath.Base(bin), strings.Join(args, " "), t.Wall, err), out.Bytes()); werr != nil && err == nil {
+			err = werr
+		}
+	}
 	if err != nil {
 		return t, fmt.Errorf("%s %v: %v\n%s", filepath.Base(bin), args, err, lastLines(out.Bytes(), 40))
 	}
 	return t, nil
+}
+
+func appendLog(file, head string, out []byte) error {
+	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(file, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(append([]byte(head), out...))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // ProcessCPU is the CPU time (user + system) this process has used so far.

@@ -88,6 +88,8 @@ type family struct {
 	env    *testenv.Env
 	bc     *client.Client
 	dir    string // the project
+	logs   string // every command's output, per scenario and contender
+	log    string // the current log file
 	bin    string // ov
 	buildx string
 	ovEnv  []string // for ov build and ov generate
@@ -98,7 +100,7 @@ type family struct {
 }
 
 func newFamily(ctx context.Context, env *testenv.Env, root, work, bin string) (*family, error) {
-	f := &family{env: env, dir: filepath.Join(work, "family"), bin: bin}
+	f := &family{env: env, dir: filepath.Join(work, "family"), logs: filepath.Join(work, "logs"), bin: bin}
 	if err := copyTree(filepath.Join(root, "e2e", "testdata", "family"), f.dir); err != nil {
 		return nil, err
 	}
@@ -137,6 +139,7 @@ func newFamily(ctx context.Context, env *testenv.Env, root, work, bin string) (*
 		return nil, err
 	}
 	logf("probing bb-multi")
+	f.log = filepath.Join(f.logs, "probe-bb-multi.log")
 	if _, err := f.ovBuild(ctx, []string{"bb-multi"}, []string{"--push"}); err != nil {
 		f.notes = append(f.notes, "bb-multi (the multi-arch busybox image) is left out: ov build fails on it: "+firstLine(err))
 		if err := f.writeImages(false); err != nil {
@@ -169,7 +172,7 @@ func (f *family) ovPush(ctx context.Context) (time.Duration, error) {
 
 func (f *family) ovBuild(ctx context.Context, images, args []string) (time.Duration, error) {
 	argv := append([]string{"build", "--progress", "plain", "--tag", "bench"}, args...)
-	t, err := bench.Run(ctx, f.dir, f.ovEnv, f.bin, append(argv, images...)...)
+	t, err := bench.RunLog(ctx, f.log, f.dir, f.ovEnv, f.bin, append(argv, images...)...)
 	return t.Wall, err
 }
 
@@ -179,12 +182,12 @@ func (f *family) bakePush(ctx context.Context) (time.Duration, error) {
 }
 
 func (f *family) bake(ctx context.Context, targets, args []string) (time.Duration, error) {
-	gen, err := bench.Run(ctx, f.dir, f.ovEnv, f.bin, "generate", "--tag", "bench")
+	gen, err := bench.RunLog(ctx, f.log, f.dir, f.ovEnv, f.bin, "generate", "--tag", "bench")
 	if err != nil {
 		return 0, err
 	}
 	argv := append([]string{"bake", "--progress", "plain", "-f", ".build/docker-bake.hcl"}, args...)
-	b, err := bench.Run(ctx, f.dir, f.bxEnv, f.buildx, append(argv, targets...)...)
+	b, err := bench.RunLog(ctx, f.log, f.dir, f.bxEnv, f.buildx, append(argv, targets...)...)
 	return gen.Wall + b.Wall, err
 }
 
@@ -211,7 +214,7 @@ func (f *family) bakeMerge(ctx context.Context) (time.Duration, error) {
 }
 
 func (f *family) merge(ctx context.Context) (time.Duration, error) {
-	t, err := bench.Run(ctx, f.dir, f.ovEnv, f.bin, "merge", "--all", "--tag", "bench")
+	t, err := bench.RunLog(ctx, f.log, f.dir, f.ovEnv, f.bin, "merge", "--all", "--tag", "bench")
 	return t.Wall, err
 }
 
@@ -249,6 +252,7 @@ func (f *family) measure(ctx context.Context, rep *bench.Report, want map[string
 					return err
 				}
 			}
+			f.log = filepath.Join(f.logs, fmt.Sprintf("%s-%d-%s.log", slug(row.Scenario), i+1, o.name))
 			d, err := o.c(ctx)
 			if err != nil {
 				return fmt.Errorf("%s, run %d, %s: %w", row.Scenario, i+1, o.name, err)
@@ -283,7 +287,8 @@ func (f *family) measure(ctx context.Context, rep *bench.Report, want map[string
 	}
 	// Warm both caches (a cold run leaves only the last contender's).
 	logf("warming both caches")
-	for _, c := range []contender{f.ovPush, f.bakePush} {
+	for i, c := range []contender{f.ovPush, f.bakePush} {
+		f.log = filepath.Join(f.logs, []string{"warm-up-ov.log", "warm-up-bake.log"}[i])
 		if _, err := c(ctx); err != nil {
 			return fmt.Errorf("warm-up: %w", err)
 		}
@@ -408,4 +413,14 @@ func firstLine(err error) string {
 		}
 	}
 	return lines[0] + " … " + last
+}
+
+// slug makes a scenario name a file name.
+func slug(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+			return r
+		}
+		return '-'
+	}, strings.ToLower(s))
 }

@@ -91,7 +91,7 @@ func run(ctx context.Context, want map[string]bool, runs int, keep bool) (*bench
 		return nil, err
 	}
 	if keep {
-		fmt.Fprintf(os.Stderr, "ovbench: scratch directory %s\n", work)
+		fmt.Fprintf(os.Stderr, "ovbench: scratch directory %s (command output in logs/)\n", work)
 	} else {
 		defer os.RemoveAll(work)
 	}
@@ -104,7 +104,13 @@ func run(ctx context.Context, want map[string]bool, runs int, keep bool) (*bench
 		cmd = strings.Replace(cmd, "task bench", "task bench:scale", 1)
 	}
 	rep := &bench.Report{Machine: bench.ThisMachine(), Command: cmd, Runs: runs}
-	defer func() { rep.Machine.LoadEnd = bench.LoadAvg() }()
+	defer func() {
+		rep.Machine.LoadEnd = bench.LoadAvg()
+		if busy(rep.Machine.LoadStart, rep.Machine.CPUs) || busy(rep.Machine.LoadEnd, rep.Machine.CPUs) {
+			rep.Notes = append(rep.Notes, "The machine was busy with other work (load average above its core count): "+
+				"wall times are inflated; the ratios less so, since the contenders alternate.")
+		}
+	}()
 
 	logf("building ov")
 	bin, err := bench.BuildOV(ctx, root, work)
@@ -166,4 +172,13 @@ func repoRoot() (string, error) {
 
 func logf(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "%s ovbench: %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
+}
+
+// busy reports whether a /proc/loadavg 1-minute figure exceeds the cores.
+func busy(load string, cpus int) bool {
+	var one float64
+	if _, err := fmt.Sscan(load, &one); err != nil {
+		return false
+	}
+	return one > float64(cpus)
 }
