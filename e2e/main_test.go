@@ -46,6 +46,11 @@ func ov(t testing.TB, env *testenv.Env, dir string, args ...string) string {
 
 // runOV is ov without a test: its error carries the output.
 func runOV(env *testenv.Env, dir string, args ...string) (string, error) {
+	return runOVEnv(env, nil, dir, args...)
+}
+
+// runOVEnv is runOV with extra environment variables (DOCKER_HOST=...).
+func runOVEnv(env *testenv.Env, extra []string, dir string, args ...string) (string, error) {
 	bin, err := ovBin()
 	if err != nil {
 		return "", err
@@ -59,6 +64,7 @@ func runOV(env *testenv.Env, dir string, args ...string) (string, error) {
 		"OV_TASK_URL="+env.TaskBaseURL,
 		"OV_TASK_SHA256=amd64="+env.TaskSHA256["amd64"]+",arm64="+env.TaskSHA256["arm64"],
 	)
+	cmd.Env = append(cmd.Env, extra...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return string(out), &cmdError{cmd: "ov " + strings.Join(args, " "), out: out, err: err}
