@@ -169,7 +169,7 @@ func (r Report) Markdown() []byte {
 		b.WriteString("## ov build vs bake\n\n")
 		b.WriteString("| scenario | ov | bake | ratio | target | met |\n|---|---:|---:|---:|---:|---|\n")
 		for _, row := range r.Rows {
-			if row.Err != "" {
+			if row.Ratio() == 0 {
 				fmt.Fprintf(&b, "| %s | – | – | – | %s | not measured: %s |\n", row.Scenario, target(row.Target), cell(row.Err))
 				continue
 			}
@@ -178,6 +178,9 @@ func (r Report) Markdown() []byte {
 				met = ""
 			} else if row.Met() {
 				met = "yes"
+			}
+			if row.Err != "" {
+				met += fmt.Sprintf(" (%d/%d runs; then: %s)", min(len(row.Ov), len(row.Bake)), r.Runs, cell(row.Err))
 			}
 			fmt.Fprintf(&b, "| %s | %s | %s | %.2f | %s | %s |\n", row.Scenario, dur(Median(row.Ov)), dur(Median(row.Bake)), row.Ratio(), target(row.Target), met)
 		}
@@ -189,7 +192,7 @@ func (r Report) Markdown() []byte {
 		}
 		b.WriteString("\nEvery run (ov / bake):\n\n")
 		for _, row := range r.Rows {
-			if row.Err == "" {
+			if row.Ratio() != 0 {
 				fmt.Fprintf(&b, "- %s: %s / %s\n", row.Scenario, durs(row.Ov), durs(row.Bake))
 			}
 		}
