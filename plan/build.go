@@ -346,6 +346,8 @@ func (b *builder) image(img *spec.Image) (*Image, error) {
 		}
 		steps = append(steps, s...)
 	}
+	pl.Depends = depends(own)
+	detach(steps, pl.Depends)
 	pl.Steps = append(pl.Steps, prepareCacheDirs(steps, u)...)
 
 	// An image whose own layers add services or routes rewrites
@@ -539,11 +541,11 @@ type layerSteps struct {
 }
 
 func (ls *layerSteps) steps(l *spec.Layer) ([]Step, error) {
-	var root, user []Step
+	var pkgs, root, user []Step
 	if s, ok, err := packageStep(ls.pkg, l); err != nil {
 		return nil, err
 	} else if ok {
-		root = append(root, s)
+		pkgs = append(pkgs, s)
 	}
 	if l.RootYml {
 		root = append(root, Step{Kind: Run, User: "root", Shell: "cd " + LayerMount + " && task -t root.yml install",
@@ -567,11 +569,61 @@ func (ls *layerSteps) steps(l *spec.Layer) ([]Step, error) {
 		user = append(user, Step{Kind: Run, User: ls.uid, Shell: "cd " + LayerMount + " && task -t user.yml install",
 			Mounts: []Mount{layerMount(l.Name), npmCache(ls.user)}, Desc: "user.yml"})
 	}
-	out := append(root, user...)
+	// Everything but the package install adds files of the layer's own:
+	// see Step.Detach.
+	own := append(root, user...)
+	for i := range own {
+		own[i].Detach = true
+	}
+	out := append(pkgs, own...)
 	for i := range out {
 		out[i].Layer = l.Name
 	}
 	return out, nil
+}
+
+// depends maps each of own to the layers of own it depends on, directly or
+// not. own is in install order, so a layer's dependencies come before it.
+func depends(own []*spec.Layer) map[string][]string {
+	in := map[string]bool{}
+	for _, l := range own {
+		in[l.Name] = true
+	}
+	deps := make(map[string][]string, len(own))
+	for _, l := range own {
+		var ds []string
+		for _, d := range l.Depends {
+			if !in[d] {
+				continue // installed by a parent: in the base
+			}
+			for _, dd := range append(slices.Clone(deps[d]), d) {
+				if !slices.Contains(ds, dd) {
+					ds = append(ds, dd)
+				}
+			}
+		}
+		deps[l.Name] = ds
+	}
+	return deps
+}
+
+// detach clears Detach on the steps of layers an attached step depends on:
+// the attached chain never sees detached steps, so whatever it needs must
+// be in the chain itself.
+func detach(steps []Step, deps map[string][]string) {
+	needed := map[string]bool{}
+	for _, s := range steps {
+		if !s.Detach && s.Layer != "" {
+			for _, d := range deps[s.Layer] {
+				needed[d] = true
+			}
+		}
+	}
+	for i := range steps {
+		if needed[steps[i].Layer] {
+			steps[i].Detach = false
+		}
+	}
 }
 
 // prepareCacheDirs inserts, before the first step with a user-owned cache

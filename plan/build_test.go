@@ -418,3 +418,56 @@ func TestRootDirHome(t *testing.T) {
 		t.Errorf("targets %v, prepare %q", targets, prep)
 	}
 }
+
+// Detach: a layer's own-file steps detach unless an attached step (a
+// package install) of a later layer depends on it; package installs and
+// image-level steps never do.
+func TestDetach(t *testing.T) {
+	p := family(t)
+	mk := func(l *spec.Layer) {
+		l.Dir = filepath.Join(p.Dir, "layers", l.Name)
+		p.Layers[l.Name] = l
+	}
+	// repo adds an apt source that pkgs installs from: it must stay in the
+	// chain. files depends on tools (attached) and may detach.
+	mk(&spec.Layer{Name: "repo", RootYml: true})
+	mk(&spec.Layer{Name: "pkgs", Depends: []string{"repo"}, Deb: &spec.Deb{Packages: []string{"jq"}}, UserYml: true})
+	mk(&spec.Layer{Name: "files", Depends: []string{"tools", "pkgs"}, RootYml: true, UserYml: true})
+	p.Images["other"].Install = []string{"tools", "repo", "pkgs", "files", "node"}
+	p.Images["other"].Layers = p.Images["other"].Install
+	plans, _ := build(t, p, "other", "app")
+	other := byName(plans)["other"]
+
+	want := map[string][]string{"tools": nil, "repo": nil, "pkgs": {"repo"}, "files": {"tools", "repo", "pkgs"}, "node": nil}
+	for l, w := range want {
+		if got := other.Depends[l]; !slices.Equal(got, w) {
+			t.Errorf("Depends[%s] = %q, want %q", l, got, w)
+		}
+	}
+	var got []string
+	for _, s := range other.Steps {
+		got = append(got, s.Layer+"/"+s.Desc+"/"+map[bool]string{true: "detach", false: "chain"}[s.Detach])
+	}
+	wantSteps := []string{
+		"tools/deb packages/chain",
+		"repo/root.yml/chain", // pkgs' install depends on it
+		"pkgs/deb packages/chain",
+		"pkgs/user cache directories/chain",
+		"pkgs/user.yml/detach",
+		"files/root.yml/detach",
+		"files/user.yml/detach",
+		"node/package.json/detach",
+	}
+	if !slices.Equal(got, wantSteps) {
+		t.Errorf("steps:\n got %q\nwant %q", got, wantSteps)
+	}
+	for _, s := range append(other.Bootstrap, byName(plans)["app"].Steps...) {
+		if s.Detach && (s.Layer == "" || strings.Contains(s.Desc, "packages")) {
+			t.Errorf("image-level or package step %q detaches", s.Desc)
+		}
+	}
+	// A child's layers depending on the parent's see it in their base.
+	if d := byName(plans)["app"].Depends; len(d["rust"]) != 0 || len(d["svc"]) != 0 {
+		t.Errorf("app Depends = %v, want none (tools is the parent's)", d)
+	}
+}

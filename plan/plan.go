@@ -43,6 +43,10 @@ type Image struct {
 	// supervisord assembly, traefik routes, in order.
 	Steps []Step
 
+	// Depends maps each own layer to the own layers it depends on,
+	// transitively (layers a parent installs are in the base already).
+	Depends map[string][]string
+
 	FinalUser string // numeric UID, the last USER
 	Lint      *Step  // bootc container lint, after FinalUser; nil unless bootc
 }
@@ -96,6 +100,16 @@ type Step struct {
 	Layer string
 	User  string // "root" or a numeric UID: the USER in effect for the step
 	Desc  string // readable description, used for image history created_by
+
+	// Detach says the step need not see every step before it: only the
+	// image's attached steps before it, the earlier steps of its own layer
+	// and the layers it depends on. The LLB compiler runs it there and
+	// merges its changes back in place (DiffOp/MergeOp), so an edit to one
+	// layer does not rebuild the unrelated layers after it. Set for steps
+	// that only add files of their own (root.yml, package.json, Cargo.toml,
+	// user.yml) of layers no attached step depends on; package installs
+	// and image-level steps stay attached. Containerfiles ignore it.
+	Detach bool
 
 	// Run and FetchTask.
 	Shell  string
