@@ -179,6 +179,11 @@ func keychain(opts Options) authn.Keychain {
 	return authn.DefaultKeychain
 }
 
+// Candidates lists the references a lookup of ref tries, in order: its
+// mirror (opts.Mirrors over OV_REGISTRY_MIRRORS), then ref itself. Loopback
+// registries are spoken to over plain HTTP.
+func Candidates(ref string, opts Options) ([]name.Reference, error) { return candidates(ref, opts) }
+
 // candidates lists the references to try for ref: mirrors first, then ref.
 func candidates(ref string, opts Options) ([]name.Reference, error) {
 	r, err := parse(ref)

@@ -74,6 +74,11 @@ func Connect(ctx context.Context, o Options) (*client.Client, error) {
 	return c, err
 }
 
+// ConnectAddr is Connect that also returns the address it resolved to.
+func ConnectAddr(ctx context.Context, o Options) (*client.Client, string, error) {
+	return resolve(ctx, o, true)
+}
+
 // Lookup resolves the builder like Connect but never starts one: when the
 // choice falls to a managed builder that is not running it returns that
 // builder's address and ErrNotRunning. addr is the address resolved to.

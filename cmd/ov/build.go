@@ -40,6 +40,7 @@ type BuildCmd struct {
 	TaskURL     string            `name:"task-url" env:"OV_TASK_URL" placeholder:"URL" help:"Directory URL holding task_linux_<arch>.tar.gz for the bootstrap (default: the go-task v3.54.0 release)."`
 	TaskSHA256  map[string]string `name:"task-sha256" env:"OV_TASK_SHA256" mapsep:"," placeholder:"amd64=HEX,arm64=HEX" help:"Pin the task archives by sha256, per architecture."`
 	OfflineUser bool              `name:"offline-user" help:"Do not read base images' /etc/passwd: use the configured user, uid and gid with home /home/<user> (also OV_OFFLINE=1)."`
+	Explain     bool              `help:"Before building, print per image and layer whether the builder reuses it or rebuilds it, and why (compared with the last build recorded in .build/state/). Reuse means the build cache still has it; buildkitd may have pruned it since."`
 }
 
 func (c *BuildCmd) Help() string {
@@ -56,6 +57,11 @@ an interrupted or failed build leaves nothing half-written.
 Images with a merge block in images.yml (all of them with --merge) get their
 small layers merged on the way out, as ov merge would: what is pushed,
 loaded or written is already merged, with no docker save/load round trip.
+
+Each successful build is recorded in .build/state/<image>.json: --explain
+compares the current inputs with it and names, per layer, the first input
+that changed (a file of the layer, layer.yml, the steps, a layer it depends
+on, the parent, the base image's digest).
 
 The builder is --builder / BUILDKIT_HOST, else the system buildkitd if one
 answers, else ov's own managed buildkitd (started on demand; see ov builder).`
@@ -132,11 +138,15 @@ func (c *BuildCmd) Run(g *Globals) error {
 	for i, o := range outs {
 		exps[i] = o.exp
 	}
-	bc, err := c.Connect(ctx, g)
+	bc, addr, err := c.connectAddr(ctx, g)
 	if err != nil {
 		return err
 	}
 	defer bc.Close()
+	record, err := c.record(ctx, g, p, plans, narrow, addr)
+	if err != nil {
+		return err
+	}
 
 	display, err := progressui.NewDisplay(g.Stderr, progressui.DisplayMode(c.Progress))
 	if err != nil {
@@ -160,6 +170,7 @@ func (c *BuildCmd) Run(g *Globals) error {
 		WaitForParents: c.Push,
 	})
 	<-shown
+	record.write(g.Stderr, results)
 	descs := make([]string, len(outs))
 	for i, o := range outs {
 		descs[i] = o.desc

@@ -1,0 +1,96 @@
+package explain
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"reflect"
+)
+
+// Dir is where records live, relative to the project.
+const Dir = ".build/state"
+
+// Path is image's record file in project dir.
+func Path(dir, image string) string { return filepath.Join(dir, Dir, image+".json") }
+
+// Read returns image's record in project dir, or nil when there is none
+// (or it is from another ov version, or unreadable: it only costs an
+// explanation).
+func Read(dir, image string) *Record {
+	b, err := os.ReadFile(Path(dir, image))
+	if err != nil {
+		return nil
+	}
+	var r Record
+	if json.Unmarshal(b, &r) != nil || r.Version != version || r.Image != image {
+		return nil
+	}
+	return &r
+}
+
+// Write records r in project dir atomically. Platforms built earlier from
+// the same inputs on the same builder stay recorded: a build narrowed with
+// --platform does not forget the others.
+func Write(dir string, r *Record) error {
+	rec := *r
+	if old := Read(dir, r.Image); old != nil && sameInputs(old, r) {
+		rec.Platforms = maps.Clone(old.Platforms)
+		maps.Copy(rec.Platforms, r.Platforms)
+		if rec.Digest == "" {
+			rec.Digest = old.Digest
+		}
+	}
+	b, err := json.MarshalIndent(&rec, "", "  ")
+	if err != nil {
+		return err
+	}
+	file := Path(dir, r.Image)
+	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+		return fmt.Errorf("build record: %w", err)
+	}
+	f, err := os.CreateTemp(filepath.Dir(file), ".tmp-*")
+	if err != nil {
+		return fmt.Errorf("build record: %w", err)
+	}
+	_, werr := f.Write(append(b, '\n'))
+	cerr := f.Close()
+	if err := errors.Join(werr, cerr); err != nil {
+		os.Remove(f.Name())
+		return fmt.Errorf("build record %s: %w", file, err)
+	}
+	if err := os.Rename(f.Name(), file); err != nil {
+		os.Remove(f.Name())
+		return fmt.Errorf("build record: %w", err)
+	}
+	return nil
+}
+
+// sameInputs says a and b differ at most in which platforms they cover.
+func sameInputs(a, b *Record) bool {
+	x, y := *a, *b
+	x.Platforms, y.Platforms = nil, nil
+	x.Digest, y.Digest = "", ""
+	x.DigestErr, y.DigestErr = "", ""
+	for p, d := range a.Platforms {
+		if e, ok := b.Platforms[p]; ok && d != "" && e != "" && d != e {
+			return false // same platform, another base
+		}
+	}
+	if a.Digest != "" && b.Digest != "" && a.Digest != b.Digest {
+		// A new index digest with every shared platform unchanged: the
+		// other platforms' records may be stale.
+		return false
+	}
+	return reflect.DeepEqual(normal(x), normal(y))
+}
+
+// normal round-trips r through JSON so nil and empty compare equal.
+func normal(r Record) Record {
+	b, _ := json.Marshal(r)
+	var out Record
+	json.Unmarshal(b, &out)
+	return out
+}
