@@ -1,0 +1,183 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/overthink/ov/internal/testenv"
+)
+
+// explainProject is a busybox image with two independent file layers and a
+// child with one.
+func explainProject(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	install := func(f string) string {
+		return "version: '3'\ntasks:\n  install:\n    cmds:\n      - cp " + f + " /" + f + "\n"
+	}
+	for name, content := range map[string]string{
+		"images.yml": `defaults:
+  registry: ov.test
+  platforms: [linux/amd64]
+  pkg: rpm
+images:
+  bb:
+    base: "busybox:latest"
+    layers: [first, second]
+  bb-child:
+    base: bb
+    layers: [third]
+`,
+		"layers/first/root.yml":    install("first.txt"),
+		"layers/first/first.txt":   "one\n",
+		"layers/second/root.yml":   install("second.txt"),
+		"layers/second/second.txt": "two\n",
+		"layers/third/root.yml":    install("third.txt"),
+		"layers/third/third.txt":   "three\n",
+	} {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// stepRuns reads plain progress: for each "[image layer] desc" vertex,
+// whether BuildKit ran it (true) or answered every instance of it from its
+// cache (false). A vertex shows up once per solve that needs it.
+func stepRuns(progress string) map[string]bool {
+	names := map[string]string{}
+	runs := map[string]bool{}
+	vertex := regexp.MustCompile(`^#(\d+) (\[.*)$`)
+	for _, line := range strings.Split(progress, "\n") {
+		if m := vertex.FindStringSubmatch(line); m != nil {
+			if _, ok := names[m[1]]; !ok {
+				names[m[1]] = m[2]
+			}
+			continue
+		}
+		num, rest, _ := strings.Cut(strings.TrimPrefix(line, "#"), " ")
+		name := names[num]
+		if !strings.HasPrefix(line, "#") || name == "" {
+			continue
+		}
+		switch {
+		case rest == "CACHED":
+			runs[name] = runs[name] || false
+		case strings.HasPrefix(rest, "DONE"):
+			runs[name] = true
+		}
+	}
+	return runs
+}
+
+// TestBuildExplain builds a busybox family twice against a real buildkitd,
+// editing one layer's file in between, and checks what --explain says
+// against what BuildKit then reuses.
+func TestBuildExplain(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), testenv.StartTimeout)
+	env, err := testenv.Start(ctx)
+	cancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { env.Close() })
+	t.Setenv("OV_REGISTRY_MIRRORS", "docker.io="+env.Registry)
+	dir := explainProject(t)
+	build := func(t *testing.T) (stdout, stderr string) {
+		t.Helper()
+		stdout, stderr, code := ov(t, "-C", dir, "build", "--explain", "--builder", env.BuildkitAddr, "--progress", "plain",
+			"--task-url", env.TaskBaseURL, "--task-sha256", "amd64="+env.TaskSHA256["amd64"]+",arm64="+env.TaskSHA256["arm64"], "bb-child")
+		if code != 0 {
+			t.Fatalf("exit %d, stdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+		}
+		return stdout, stderr
+	}
+	digest := regexp.MustCompile(`base busybox:latest@sha256:[0-9a-f]{12}… \(([a-z ]+)\)`)
+
+	t.Run("first build", func(t *testing.T) {
+		stdout, _ := build(t)
+		for _, want := range []string{
+			"bb: rebuild, base busybox:latest@sha256:",
+			"  first    rebuild  never built here\n",
+			"  second   rebuild  never built here\n",
+			"bb-child: rebuild, base bb (changes)\n",
+			"  third    rebuild  never built here\n",
+		} {
+			if !strings.Contains(stdout, want) {
+				t.Errorf("stdout lacks %q:\n%s", want, stdout)
+			}
+		}
+		if m := digest.FindStringSubmatch(stdout); m == nil || m[1] != "new here" {
+			t.Errorf("base digest line: %q in\n%s", m, stdout)
+		}
+		for _, img := range []string{"bb", "bb-child"} {
+			if _, err := os.Stat(filepath.Join(dir, ".build", "state", img+".json")); err != nil {
+				t.Errorf("no build record: %v", err)
+			}
+		}
+	})
+
+	t.Run("unchanged", func(t *testing.T) {
+		stdout, stderr := build(t)
+		want := "bb: reuse, base busybox:latest@"
+		if !strings.HasPrefix(stdout, want) || strings.Contains(stdout, "rebuild") {
+			t.Errorf("stdout:\n%s", stdout)
+		}
+		if m := digest.FindStringSubmatch(stdout); m == nil || m[1] != "unchanged" {
+			t.Errorf("base digest line: %q", m)
+		}
+		for step, ran := range stepRuns(stderr) {
+			// Sources (FROM, the task download, layer files) are always
+			// checked; steps are what may rerun.
+			if ran && (strings.HasSuffix(step, "] root.yml") || strings.HasPrefix(step, "[bb] bootstrap: ") && !strings.Contains(step, "(download")) {
+				t.Errorf("explain said reuse, but BuildKit ran %s", step)
+			}
+		}
+	})
+
+	t.Run("one file edited", func(t *testing.T) {
+		if err := os.WriteFile(filepath.Join(dir, "layers/first/first.txt"), []byte("uno\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		stdout, stderr := build(t)
+		for _, want := range []string{
+			"bb: rebuild, base busybox:latest@",
+			"  (setup)  reuse\n",
+			"  first    rebuild  file layers/first/first.txt changed\n",
+			"  second   reuse\n",
+			"bb-child: rebuild, base bb (changes)\n",
+			"  (setup)  rebuild  parent bb changes\n",
+			"  third    rebuild  parent bb changes\n",
+		} {
+			if !strings.Contains(stdout, want) {
+				t.Errorf("stdout lacks %q:\n%s", want, stdout)
+			}
+		}
+		// What BuildKit did agrees.
+		runs := stepRuns(stderr)
+		for step, want := range map[string]bool{
+			"[bb first] root.yml":          true,
+			"[bb second] root.yml":         false,
+			"[bb] bootstrap: install task": false,
+			"[bb] bootstrap: user user":    false,
+			"[bb-child third] root.yml":    true,
+		} {
+			ran, seen := runs[step]
+			if !seen || ran != want {
+				t.Errorf("%s: seen %t, ran %t; explain says ran %t", step, seen, ran, want)
+			}
+		}
+		if t.Failed() {
+			t.Logf("progress:\n%s", stderr)
+		}
+	})
+}
