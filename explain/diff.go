@@ -166,6 +166,21 @@ func rows(cur *Record) []string {
 	return out
 }
 
+// firstLayer names the first of r's layers that rebuilds, " (layer x)",
+// or "" when the setup or image-level steps rebuild first.
+func (r *Report) firstLayer() string {
+	for _, v := range r.Rows {
+		switch {
+		case !v.Rebuild:
+		case v.Row == RowSetup || v.Row == RowImage:
+			return ""
+		default:
+			return " (layer " + v.Row + ")"
+		}
+	}
+	return ""
+}
+
 // after is why the attached steps after s rerun, s rerunning for why.
 func after(s Step, why string) string {
 	switch {
@@ -188,7 +203,7 @@ func (d *differ) baseChange(parent *Report) string {
 		return fmt.Sprintf("base changed (%s -> %s)", old.Base, cur.Base)
 	}
 	if parent != nil && parent.Rebuild {
-		return "parent " + cur.Base + " changes"
+		return "parent " + cur.Base + " changes" + parent.firstLayer()
 	}
 	for _, p := range sortedKeys(cur.Platforms) {
 		o, ok := old.Platforms[p]

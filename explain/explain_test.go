@@ -225,8 +225,8 @@ func TestDetachedFileEdit(t *testing.T) {
 	check(t, explainNow(t, dir, defaults()), with(allReuse(),
 		"deb-parent/marker", "rebuild file layers/marker/marker.txt changed",
 		"deb-parent/uses-marker", "rebuild depends on marker, which changes",
-		"deb-child/(setup)", "rebuild parent deb-parent changes",
-		"deb-child/child-tool", "rebuild parent deb-parent changes",
+		"deb-child/(setup)", "rebuild parent deb-parent changes (layer marker)",
+		"deb-child/child-tool", "rebuild parent deb-parent changes (layer marker)",
 	))
 }
 
@@ -243,8 +243,8 @@ func TestAttachedFileEdit(t *testing.T) {
 		"deb-parent/uses-marker", after,
 		"deb-parent/hello-node", after,
 		"deb-parent/late-pkgs", after,
-		"deb-child/(setup)", "rebuild parent deb-parent changes",
-		"deb-child/child-tool", "rebuild parent deb-parent changes",
+		"deb-child/(setup)", "rebuild parent deb-parent changes (layer repo)",
+		"deb-child/child-tool", "rebuild parent deb-parent changes (layer repo)",
 	))
 }
 
@@ -256,16 +256,16 @@ func TestLayerYmlEdit(t *testing.T) {
 	write(t, filepath.Join(dir, "layers/uses-marker/layer.yml"), "depends: [marker]\n# a comment\n")
 	check(t, explainNow(t, dir, defaults()), with(allReuse(),
 		"deb-parent/uses-marker", "rebuild layer.yml changed",
-		"deb-child/(setup)", "rebuild parent deb-parent changes",
-		"deb-child/child-tool", "rebuild parent deb-parent changes",
+		"deb-child/(setup)", "rebuild parent deb-parent changes (layer uses-marker)",
+		"deb-child/child-tool", "rebuild parent deb-parent changes (layer uses-marker)",
 	))
 
 	record(t, dir, defaults())
 	write(t, filepath.Join(dir, "layers/late-pkgs/layer.yml"), "deb:\n  packages: [curl, wget]\n")
 	check(t, explainNow(t, dir, defaults()), with(allReuse(),
 		"deb-parent/late-pkgs", "rebuild layer.yml changed",
-		"deb-child/(setup)", "rebuild parent deb-parent changes",
-		"deb-child/child-tool", "rebuild parent deb-parent changes",
+		"deb-child/(setup)", "rebuild parent deb-parent changes (layer late-pkgs)",
+		"deb-child/child-tool", "rebuild parent deb-parent changes (layer late-pkgs)",
 	))
 
 	// A comment in a layer.yml no step reads changes nothing.
@@ -336,8 +336,8 @@ func TestPrint(t *testing.T) {
   hello-node   reuse
   late-pkgs    reuse
 deb-child: rebuild, base deb-parent (changes)
-  (setup)      rebuild  parent deb-parent changes
-  child-tool   rebuild  parent deb-parent changes
+  (setup)      rebuild  parent deb-parent changes (layer marker)
+  child-tool   rebuild  parent deb-parent changes (layer marker)
 `
 	if b.String() != want {
 		t.Errorf("got:\n%s\nwant:\n%s", b.String(), want)
@@ -372,4 +372,21 @@ func TestWriteKeepsPlatforms(t *testing.T) {
 	if m, _ := filepath.Glob(filepath.Join(dir, explain.Dir, ".tmp-*")); len(m) != 0 {
 		t.Errorf("temporary files left: %v", m)
 	}
+}
+
+// A layer added at the end: only it builds, on the unchanged chain.
+func TestNewLayer(t *testing.T) {
+	dir := project(t)
+	record(t, dir, defaults())
+	images, err := os.ReadFile(filepath.Join(dir, "images.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(dir, "images.yml"), strings.Replace(string(images), "late-pkgs]", "late-pkgs, extra]", 1))
+	write(t, filepath.Join(dir, "layers/extra/package.json"), `{"name":"extra","version":"1.0.0"}`)
+	check(t, explainNow(t, dir, defaults()), with(allReuse(),
+		"deb-parent/extra", "rebuild new layer",
+		"deb-child/(setup)", "rebuild parent deb-parent changes (layer extra)",
+		"deb-child/child-tool", "rebuild parent deb-parent changes (layer extra)",
+	))
 }

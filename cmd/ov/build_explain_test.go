@@ -155,8 +155,8 @@ func TestBuildExplain(t *testing.T) {
 			"  first    rebuild  file layers/first/first.txt changed\n",
 			"  second   reuse\n",
 			"bb-child: rebuild, base bb (changes)\n",
-			"  (setup)  rebuild  parent bb changes\n",
-			"  third    rebuild  parent bb changes\n",
+			"  (setup)  rebuild  parent bb changes (layer first)\n",
+			"  third    rebuild  parent bb changes (layer first)\n",
 		} {
 			if !strings.Contains(stdout, want) {
 				t.Errorf("stdout lacks %q:\n%s", want, stdout)
