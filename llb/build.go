@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -57,6 +59,12 @@ type BuildOptions struct {
 	// are exported, so a push uploads each shared blob once. Otherwise all
 	// targets start at once and BuildKit shares the common work.
 	WaitForParents bool
+	// Linear builds each image as one chain of steps, as its Containerfile
+	// does, instead of detaching layers (see detach.go).
+	Linear bool
+	// Warn, when set, receives notices that are not errors (a detached
+	// layer that had to build attached).
+	Warn func(string)
 }
 
 // Result is one exported target.
@@ -132,7 +140,8 @@ type builder struct {
 	statuses sync.WaitGroup
 
 	mu     sync.Mutex
-	labels map[digest.Digest]label // every marshaled vertex with a step label
+	labels map[digest.Digest]label    // every marshaled vertex with a step label
+	attach map[string]map[string]bool // per image, layers a check attached
 }
 
 func newBuilder(opt BuildOptions) (*builder, error) {
@@ -146,6 +155,7 @@ func newBuilder(opt BuildOptions) (*builder, error) {
 		resolver: &resolveCache{m: map[string]*resolved{}},
 		done:     map[string]chan struct{}{},
 		labels:   map[digest.Digest]label{},
+		attach:   map[string]map[string]bool{},
 	}
 	for _, img := range opt.Family {
 		b.byName[img.Name] = img
@@ -311,7 +321,7 @@ func (b *builder) solve(ctx context.Context, gc gateway.Client, img *plan.Image,
 	eg, ctx := errgroup.WithContext(ctx)
 	for i, p := range ps {
 		eg.Go(func() error {
-			out, err := b.compile(ctx, gc, img.Name, p, map[string]*Image{})
+			out, err := b.compileChecked(ctx, gc, img.Name, p, imports)
 			if err != nil {
 				return err
 			}
@@ -368,12 +378,108 @@ func (b *builder) compile(ctx context.Context, gc gateway.Client, name string, p
 			return nil, err
 		}
 	}
-	out, err := Compile(ctx, img, p, Options{Resolver: b.resolver.with(gc), Parent: parent})
+	b.mu.Lock()
+	attach := maps.Clone(b.attach[name])
+	b.mu.Unlock()
+	out, err := Compile(ctx, img, p, Options{Resolver: b.resolver.with(gc), Parent: parent, Linear: b.opt.Linear, Attach: attach})
 	if err != nil {
 		return nil, err
 	}
 	memo[name] = out
 	return out, nil
+}
+
+// compileChecked compiles name for p and runs its detached-layer checks
+// (and its parents'). A layer in a conflict is attached and the image
+// compiled again, until the checks pass: every round attaches at least one
+// more layer, so this ends.
+func (b *builder) compileChecked(ctx context.Context, gc gateway.Client, name string, p ocispecs.Platform, imports []gateway.CacheOptionsEntry) (*Image, error) {
+	for {
+		out, err := b.compile(ctx, gc, name, p, map[string]*Image{})
+		if err != nil {
+			return nil, err
+		}
+		conflicts := make([][]Conflict, len(out.Checks))
+		eg, ectx := errgroup.WithContext(ctx)
+		for i, ch := range out.Checks {
+			eg.Go(func() error {
+				var err error
+				conflicts[i], err = b.runCheck(ectx, gc, ch, imports)
+				if err != nil {
+					return fmt.Errorf("image %q (%s): %w", ch.Image, platforms.Format(p), err)
+				}
+				return nil
+			})
+		}
+		if err := eg.Wait(); err != nil {
+			return nil, err
+		}
+		more := false
+		for i, cs := range conflicts {
+			img := out.Checks[i].Image
+			for _, c := range cs {
+				for _, l := range []string{c.Layer, c.Other} {
+					if l != "" && b.attachLayer(img, l) {
+						more = true
+						b.warn(fmt.Sprintf("image %q: layer %q builds attached: %s is also written by %s", img, l, c.File, otherName(c)))
+					}
+				}
+			}
+		}
+		if !more {
+			return out, nil
+		}
+	}
+}
+
+func otherName(c Conflict) string {
+	if c.Other == "" {
+		return "an attached step after it"
+	}
+	return "layer " + strconv.Quote(c.Other)
+}
+
+// attachLayer records that image's layer builds attached; false if it
+// already did.
+func (b *builder) attachLayer(image, layer string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.attach[image] == nil {
+		b.attach[image] = map[string]bool{}
+	}
+	if b.attach[image][layer] {
+		return false
+	}
+	b.attach[image][layer] = true
+	return true
+}
+
+func (b *builder) warn(msg string) {
+	if b.opt.Warn != nil {
+		b.opt.Warn(msg)
+	}
+}
+
+// runCheck solves a check and reads its report.
+func (b *builder) runCheck(ctx context.Context, gc gateway.Client, ch Check, imports []gateway.CacheOptionsEntry) ([]Conflict, error) {
+	def, err := ch.State.Marshal(ctx)
+	if err != nil {
+		return nil, err
+	}
+	b.record(def)
+	r, err := gc.Solve(ctx, gateway.SolveRequest{Definition: def.ToPB(), CacheImports: imports})
+	if err != nil {
+		return nil, err
+	}
+	ref, err := r.SingleRef()
+	if err != nil {
+		return nil, err
+	}
+	dt, err := ref.ReadFile(ctx, gateway.ReadRequest{Filename: CheckFile})
+	if err != nil {
+		return nil, fmt.Errorf("detached-layer check: %w", err)
+	}
+	return ParseConflicts(dt)
 }
 
 // record remembers which step each vertex of a definition belongs to.

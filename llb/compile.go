@@ -43,6 +43,16 @@ type Image struct {
 	Platform ocispecs.Platform
 	State    bk.State
 	Config   dockerspec.DockerOCIImage
+
+	// Checks are the detached-layer checks of this image and the images it
+	// is built on (see detach.go): solve each and read CheckFile from it.
+	Checks []Check
+}
+
+// Check is one image's detached-layer check.
+type Check struct {
+	Image string
+	State bk.State
 }
 
 // Options are the inputs Compile needs beyond the plan.
@@ -55,6 +65,11 @@ type Options struct {
 	// when the plan's base is another image. Its state is used directly: no
 	// push or pull in between.
 	Parent *Image
+	// Linear builds every step in one chain, as a Containerfile does.
+	Linear bool
+	// Attach names layers whose steps stay in the chain although they could
+	// detach (a check found them conflicting).
+	Attach map[string]bool
 }
 
 // LocalName is the name of the BuildKit local source holding a layer's files.
@@ -74,7 +89,7 @@ func LocalDirs(imgs ...*plan.Image) map[string]string {
 
 // Compile turns img into LLB for one platform.
 func Compile(ctx context.Context, img *plan.Image, platform ocispecs.Platform, opt Options) (*Image, error) {
-	c := &compiler{img: img, opt: opt, platform: platforms.Normalize(platform)}
+	c := &compiler{img: img, opt: opt, platform: platforms.Normalize(platform), attached: attachedLayers(img, opt.Attach)}
 	out, err := c.compile(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("image %q (%s): %w", img.Name, platforms.Format(c.platform), err)
@@ -85,6 +100,7 @@ func Compile(ctx context.Context, img *plan.Image, platform ocispecs.Platform, o
 type compiler struct {
 	img      *plan.Image
 	opt      Options
+	attached map[string]bool // layers kept in the chain
 	platform ocispecs.Platform
 	stages   map[string]bk.State
 	main     *stage
@@ -144,10 +160,16 @@ func (c *compiler) compile(ctx context.Context) (*Image, error) {
 	for _, port := range img.Expose {
 		c.main.expose(port)
 	}
-	for _, s := range img.Steps {
-		if err := c.step(ctx, s); err != nil {
-			return nil, err
-		}
+	check, err := c.detached(ctx, img.Steps)
+	if err != nil {
+		return nil, err
+	}
+	var checks []Check
+	if p := c.opt.Parent; p != nil {
+		checks = slices.Clone(p.Checks)
+	}
+	if check != nil {
+		checks = append(checks, Check{Image: img.Name, State: *check})
 	}
 	if img.FinalUser != "" {
 		c.main.user(img.FinalUser)
@@ -159,7 +181,7 @@ func (c *compiler) compile(ctx context.Context) (*Image, error) {
 	}
 	c.main.finalizePlatform()
 	st := c.main.st.SetMarshalDefaults(bk.Platform(c.platform))
-	return &Image{Name: img.Name, Platform: c.platform, State: st, Config: c.main.cfg}, nil
+	return &Image{Name: img.Name, Platform: c.platform, State: st, Config: c.main.cfg, Checks: checks}, nil
 }
 
 // Description keys naming the step an LLB vertex belongs to, so build

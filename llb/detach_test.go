@@ -1,0 +1,215 @@
+package llb
+
+import (
+	"context"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/moby/buildkit/client"
+	bk "github.com/moby/buildkit/client/llb"
+	"github.com/moby/buildkit/solver/pb"
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
+	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/overthink/ov/internal/testenv"
+	"github.com/overthink/ov/plan"
+)
+
+func detachStep(layer, shell string) plan.Step {
+	return plan.Step{Kind: plan.Run, Layer: layer, User: "root", Desc: layer + ": root.yml", Shell: shell, Detach: true}
+}
+
+// opsOf counts a definition's op kinds and collects exec commands.
+func opsOf(t *testing.T, st bk.State) (merges, diffs int, execs []string) {
+	t.Helper()
+	def, err := st.Marshal(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, dt := range def.Def {
+		var op pb.Op
+		if err := op.UnmarshalVT(dt); err != nil {
+			t.Fatal(err)
+		}
+		switch o := op.Op.(type) {
+		case *pb.Op_Merge:
+			merges++
+		case *pb.Op_Diff:
+			diffs++
+		case *pb.Op_Exec:
+			execs = append(execs, o.Exec.Meta.Args[len(o.Exec.Meta.Args)-1])
+		}
+	}
+	return merges, diffs, execs
+}
+
+// TestCompileDetached: detached groups become diffs merged onto the chain;
+// Linear and Attach keep them in it; a group on an attached layer's
+// dependency attaches too.
+func TestCompileDetached(t *testing.T) {
+	img := busybox(
+		detachStep("a", "echo a > /a"),
+		plan.Step{Kind: plan.Run, Layer: "pkg", User: "root", Desc: "pkg: packages", Shell: "echo pkg > /pkg"},
+		detachStep("b", "echo b > /b"),
+		detachStep("c", "cat /a > /c"),
+	)
+	img.Depends = map[string][]string{"c": {"a"}}
+	p := ocispecs.Platform{OS: "linux", Architecture: "amd64"}
+	compile := func(o Options) *Image {
+		o.Resolver = &fakeResolver{configs: map[string]dockerspec.DockerOCIImage{"docker.io/library/busybox:latest": debianConfig()}}
+		out, err := Compile(context.Background(), img, p, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+
+	out := compile(Options{})
+	merges, diffs, execs := opsOf(t, out.State)
+	// Groups a, b, c; c's foundation merges a's diff; the final merge; one
+	// diff per group and one per attached stretch.
+	if merges != 2 || diffs != 4 {
+		t.Errorf("detached: %d merges, %d diffs; want 2, 4", merges, diffs)
+	}
+	if len(out.Checks) != 1 || out.Checks[0].Image != "bb" {
+		t.Fatalf("checks = %+v", out.Checks)
+	}
+	_, _, checkExecs := opsOf(t, out.Checks[0].State)
+	script := checkExecs[len(checkExecs)-1]
+	for _, want := range []string{"/etc/passwd", "/var/lib/dpkg/status", "a - /etc/shells", "a b /var/lib/rpm"} {
+		if !strings.Contains(script, want) {
+			t.Errorf("check script lacks %q", want)
+		}
+	}
+	if strings.Contains(script, "'c a ") || strings.Contains(script, "'a c ") {
+		t.Errorf("check compares c with a, which it depends on:\n%s", script)
+	}
+	for _, want := range []string{"echo a > /a", "echo pkg > /pkg", "echo b > /b", "cat /a > /c"} {
+		if !slices.Contains(execs, want) {
+			t.Errorf("no exec %q in %q", want, execs)
+		}
+	}
+
+	for name, o := range map[string]Options{"linear": {Linear: true}, "attach all": {Attach: map[string]bool{"a": true, "b": true, "c": true}}} {
+		out := compile(o)
+		if m, d, _ := opsOf(t, out.State); m != 0 || d != 0 || len(out.Checks) != 0 {
+			t.Errorf("%s: %d merges, %d diffs, %d checks; want none", name, m, d, len(out.Checks))
+		}
+	}
+	// Attaching c attaches a, which c depends on; b still detaches.
+	out = compile(Options{Attach: map[string]bool{"c": true}})
+	if m, d, _ := opsOf(t, out.State); m != 1 || d != 3 {
+		t.Errorf("attach c: %d merges, %d diffs; want 1, 3 (only b detached)", m, d)
+	}
+}
+
+// cachedLog records, per exec command, whether BuildKit reported it cached.
+type cachedLog struct {
+	mu     sync.Mutex
+	cached map[string]bool
+	names  map[string]bool
+}
+
+func (l *cachedLog) channel() chan *client.SolveStatus {
+	l.cached, l.names = map[string]bool{}, map[string]bool{}
+	ch := make(chan *client.SolveStatus)
+	go func() {
+		for st := range ch {
+			l.mu.Lock()
+			for _, v := range st.Vertexes {
+				l.names[v.Name] = true
+				// A vertex can complete in several solves (the check,
+				// then the image): cached only if it never ran.
+				if v.Completed != nil && v.Error == "" {
+					prev, seen := l.cached[v.Name]
+					l.cached[v.Name] = v.Cached && (!seen || prev)
+				}
+			}
+			l.mu.Unlock()
+		}
+	}()
+	return ch
+}
+
+// TestBuildDetached builds detached layers on a real buildkitd: a group
+// sees its dependencies but not unrelated layers, an edit reruns only the
+// edited layer and what depends on it, and two layers rewriting the same
+// shared file are caught by the check and built attached, so the result is
+// what the Containerfile builds.
+func TestBuildDetached(t *testing.T) {
+	env := testenv.Get(t)
+	c := env.Client(t)
+	ctx := context.Background()
+
+	files := layerDir(t, map[string]string{"v.txt": "one\n"})
+	mnt := []plan.Mount{{Kind: plan.Bind, Target: "/ctx", From: "x", Source: "/"}}
+	mk := func() *plan.Image {
+		x := detachStep("x", "cp /ctx/v.txt /x.txt")
+		x.Mounts = mnt
+		img := busybox(
+			x,
+			plan.Step{Kind: plan.Run, Layer: "pkg", User: "root", Desc: "pkg: packages", Shell: "echo pkg > /pkg.txt"},
+			detachStep("y", "test ! -e /x.txt && echo alone > /y.txt"), // x is not in y's foundation
+			detachStep("z", "cat /x.txt > /z.txt"),                     // z depends on x
+			// Both rewrite /etc/shells: a conflict the check must catch.
+			detachStep("s1", "echo /bin/s1 >> /etc/shells"),
+			detachStep("s2", "echo /bin/s2 >> /etc/shells"),
+		)
+		img.Platforms = []string{"linux/amd64"}
+		img.Contexts = []plan.Context{{Layer: "x", Dir: files}}
+		img.Depends = map[string][]string{"z": {"x"}}
+		return img
+	}
+	build := func() (map[string]entry, *cachedLog, []string) {
+		t.Helper()
+		var warns []string
+		var mu sync.Mutex
+		log := &cachedLog{}
+		out := t.TempDir()
+		_, err := Build(ctx, c, BuildOptions{Family: []*plan.Image{mk()}, Exporter: OCILayout(out), Status: log.channel(),
+			Warn: func(s string) { mu.Lock(); warns = append(warns, s); mu.Unlock() }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return flatten(t, layoutImages(t, filepath.Join(out, "bb"))["linux/amd64"]), log, warns
+	}
+
+	fs, _, warns := build()
+	for p, want := range map[string]string{"/x.txt": "one\n", "/pkg.txt": "pkg\n", "/y.txt": "alone\n", "/z.txt": "one\n"} {
+		if got := fs[p].data; got != want {
+			t.Errorf("%s = %q, want %q", p, got, want)
+		}
+	}
+	if got := fs["/etc/shells"].data; !strings.Contains(got, "/bin/s1\n/bin/s2\n") {
+		t.Errorf("/etc/shells = %q: a detached layer's append was lost", got)
+	}
+	slices.Sort(warns)
+	if len(warns) != 2 || !strings.Contains(warns[0], `layer "s1" builds attached: /etc/shells`) || !strings.Contains(warns[1], `layer "s2"`) {
+		t.Errorf("warnings = %q", warns)
+	}
+
+	// Edit x: x and z rerun, y and pkg come from the cache.
+	if err := os.WriteFile(filepath.Join(files, "v.txt"), []byte("two\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fs, log, _ := build()
+	if got := fs["/z.txt"].data; got != "two\n" {
+		t.Errorf("after the edit /z.txt = %q", got)
+	}
+	want := map[string]bool{"[bb x] x: root.yml": false, "[bb z] z: root.yml": false, "[bb y] y: root.yml": true, "[bb pkg] pkg: packages": true}
+	for name, cached := range want {
+		got, ok := log.cached[name]
+		if !ok {
+			t.Errorf("no vertex %q (have %q)", name, slices.Sorted(maps.Keys(log.names)))
+			continue
+		}
+		if got != cached {
+			t.Errorf("%q cached = %v, want %v", name, got, cached)
+		}
+	}
+}
