@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/containerd/platforms"
 	"github.com/moby/buildkit/client"
@@ -40,6 +41,7 @@ type BuildCmd struct {
 	TaskURL     string            `name:"task-url" env:"OV_TASK_URL" placeholder:"URL" help:"Directory URL holding task_linux_<arch>.tar.gz for the bootstrap (default: the go-task v3.54.0 release)."`
 	TaskSHA256  map[string]string `name:"task-sha256" env:"OV_TASK_SHA256" mapsep:"," placeholder:"amd64=HEX,arm64=HEX" help:"Pin the task archives by sha256, per architecture."`
 	OfflineUser bool              `name:"offline-user" help:"Do not read base images' /etc/passwd: use the configured user, uid and gid with home /home/<user> (also OV_OFFLINE=1)."`
+	NoDetach    bool              `name:"no-detach" help:"Build each image as one chain of steps, as its Containerfile does: an edit in a layer then reruns every layer after it. By default a layer's own-file steps (root.yml, package.json, Cargo.toml, user.yml) run on just what they need and are merged back, so an edit reruns only that layer and the layers depending on it."`
 	Explain     bool              `help:"Before building, print per image and layer whether the builder reuses it or rebuilds it, and why (compared with the last build recorded in .build/state/). Reuse means the build cache still has it; buildkitd may have pruned it since."`
 }
 
@@ -57,6 +59,16 @@ an interrupted or failed build leaves nothing half-written.
 Images with a merge block in images.yml (all of them with --merge) get their
 small layers merged on the way out, as ov merge would: what is pushed,
 loaded or written is already merged, with no docker save/load round trip.
+
+Unlike a Containerfile, an edit to one layer does not rebuild every layer
+after it: a layer's own-file steps (root.yml, package.json, Cargo.toml,
+user.yml) run on the image's package installs before them plus the layers
+they depend on (depends in layer.yml), and their changes are merged back in
+place. Steps that rewrite a shared file another step also writes (package
+databases, /etc/passwd, shell profiles, cargo's install records) are found
+by a check after the solve and built in the chain instead, with a notice.
+A layer whose steps read files of a layer they do not depend on should
+declare the dependency; --no-detach builds everything as one chain.
 
 Each successful build is recorded in .build/state/<image>.json: --explain
 compares the current inputs with it and names, per layer, the first input
@@ -159,6 +171,9 @@ func (c *BuildCmd) Run(g *Globals) error {
 		// The display drains the channel to its end even after Ctrl-C.
 		display.UpdateFrom(context.WithoutCancel(ctx), status)
 	}()
+	// Notices wait for the progress display to finish drawing.
+	var warnMu sync.Mutex
+	var warnings []string
 	results, err := llb.Build(ctx, bc, llb.BuildOptions{
 		Family:         plans,
 		Targets:        targets,
@@ -168,8 +183,17 @@ func (c *BuildCmd) Run(g *Globals) error {
 		CacheExports:   exports,
 		Status:         status,
 		WaitForParents: c.Push,
+		Linear:         c.NoDetach,
+		Warn: func(s string) {
+			warnMu.Lock()
+			warnings = append(warnings, s)
+			warnMu.Unlock()
+		},
 	})
 	<-shown
+	for _, w := range warnings {
+		fmt.Fprintln(g.Stderr, "ov: "+w)
+	}
 	record.write(g.Stderr, results)
 	descs := make([]string, len(outs))
 	for i, o := range outs {
