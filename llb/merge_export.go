@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -46,7 +47,7 @@ const MergeSummaryKey = "ov.merge"
 // unchanged blobs are hard-linked, not copied), else in os.TempDir(), and is
 // removed on success, failure and cancellation.
 func Merging(maxBytes func(img *plan.Image) int64, dests ...Exporter) Exporter {
-	return merging{maxBytes: maxBytes, dests: flattenMulti(dests)}
+	return &merging{maxBytes: maxBytes, dests: flattenMulti(dests)}
 }
 
 func flattenMulti(exps []Exporter) []Exporter {
@@ -77,9 +78,40 @@ type indexDest interface {
 type merging struct {
 	maxBytes func(*plan.Image) int64
 	dests    []Exporter
+
+	// Groups merged for one image are reused by the others exporting at
+	// the same time (a family's children repeat their parent's groups);
+	// the shared layers go when the last of them is done.
+	mu     sync.Mutex
+	active int
+	shared *merge.Shared
 }
 
-func (m merging) Prepare(ctx context.Context, img *plan.Image, ps []ocispecs.Platform) (Export, error) {
+// acquire returns the shared merges, made on first use.
+func (m *merging) acquire(dir string) (*merge.Shared, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.shared == nil {
+		s, err := merge.NewShared(dir)
+		if err != nil {
+			return nil, err
+		}
+		m.shared = s
+	}
+	m.active++
+	return m.shared, nil
+}
+
+func (m *merging) release() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.active--; m.active == 0 && m.shared != nil {
+		m.shared.Close()
+		m.shared = nil
+	}
+}
+
+func (m *merging) Prepare(ctx context.Context, img *plan.Image, ps []ocispecs.Platform) (Export, error) {
 	max := m.maxBytes(img)
 	if max <= 0 {
 		return Multi(m.dests...).Prepare(ctx, img, ps)
@@ -114,6 +146,11 @@ func (m merging) Prepare(ctx context.Context, img *plan.Image, ps []ocispecs.Pla
 	if err != nil {
 		return nil, fmt.Errorf("merge: %w", err)
 	}
+	if x.shared, err = m.acquire(scratch); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	x.release = m.release
 	x.dir, x.src = dir, filepath.Join(dir, "export")
 	if err := os.Mkdir(x.src, 0o755); err != nil {
 		os.RemoveAll(dir)
@@ -123,6 +160,11 @@ func (m merging) Prepare(ctx context.Context, img *plan.Image, ps []ocispecs.Pla
 		Type:      client.ExporterOCI,
 		Attrs:     map[string]string{"name": tagNames(img), "tar": "false"},
 		OutputDir: x.src,
+	}
+	if x.uncompressed {
+		// Only an engine load follows: plain tar spares gunzip on both
+		// merge passes, and the load takes it as is.
+		x.entry.Attrs["compression"] = "uncompressed"
 	}
 	return x, nil
 }
@@ -134,6 +176,9 @@ type mergeExport struct {
 	dests        []indexDest
 	dir, src     string // all temp data; the unmerged layout BuildKit writes
 	entry        client.ExportEntry
+	shared       *merge.Shared
+	release      func()
+	once         sync.Once
 }
 
 func (x *mergeExport) Entries() []client.ExportEntry { return []client.ExportEntry{x.entry} }
@@ -144,7 +189,7 @@ func (x *mergeExport) Commit(ctx context.Context, resp *client.SolveResponse) er
 	if err != nil {
 		return fmt.Errorf("merge: reading the export: %w", err)
 	}
-	opts := []merge.Option{merge.WithTempDir(x.dir)}
+	opts := []merge.Option{merge.WithTempDir(x.dir), merge.WithShared(x.shared)}
 	if x.uncompressed {
 		opts = append(opts, merge.WithoutCompression())
 	}
@@ -170,7 +215,10 @@ func (x *mergeExport) Commit(ctx context.Context, resp *client.SolveResponse) er
 	return nil
 }
 
-func (x *mergeExport) Abort() { os.RemoveAll(x.dir) }
+func (x *mergeExport) Abort() {
+	os.RemoveAll(x.dir)
+	x.once.Do(x.release)
+}
 
 // indexMerger rewrites an index with every image in it merged.
 type indexMerger struct {

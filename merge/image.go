@@ -21,6 +21,7 @@ type options struct {
 	tempDir      string
 	level        int
 	uncompressed bool
+	shared       *Shared
 }
 
 // WithTempDir sets where merged layers are written ("" = os.TempDir()).
@@ -109,7 +110,12 @@ func Apply(ctx context.Context, img v1.Image, groups []Group, maxBytes int64, op
 		}
 		if g.Merge() {
 			first, last := g.Layers[0], g.Layers[len(g.Layers)-1]
-			l, err := mergeLayers(ctx, layers[first:last+1], first, m.dir, o, mt)
+			var l v1.Layer
+			if o.shared != nil {
+				l, err = o.shared.layer(ctx, layers[first:last+1], first, o, mt)
+			} else {
+				l, err = mergeLayers(ctx, layers[first:last+1], first, m.dir, o, mt)
+			}
 			if err != nil {
 				return nil, fmt.Errorf("merge: layers %d-%d: %w", first, last, err)
 			}
