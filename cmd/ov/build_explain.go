@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -43,7 +44,7 @@ type buildRecord struct {
 	dir   string
 	plans []*plan.Image
 	recs  map[string]*explain.Record
-	bases func() map[string]explain.Base // waits for the base digests
+	bases func(wait time.Duration) map[string]explain.Base // the base digests, waiting at most wait (0: until resolved)
 }
 
 // record fingerprints the family's inputs. With --explain it waits for the
@@ -63,14 +64,15 @@ func (c *BuildCmd) record(ctx context.Context, g *Globals, p *spec.Project, plan
 	if !c.Explain {
 		return b, nil
 	}
-	cur := b.withBases()
+	cur := b.withBases(0)
 	reps := explain.Family(cur, func(image string) *explain.Record { return explain.Read(p.Dir, image) })
 	return b, explain.Print(g.Stdout, reps)
 }
 
-// withBases fills in the base digests, waiting for them.
-func (b *buildRecord) withBases() []*explain.Record {
-	bases := b.bases()
+// withBases fills in the base digests, waiting for them at most wait (0:
+// as long as they take).
+func (b *buildRecord) withBases(wait time.Duration) []*explain.Record {
+	bases := b.bases(wait)
 	out := make([]*explain.Record, len(b.plans))
 	for i, img := range b.plans {
 		r := b.recs[img.Name]
@@ -95,7 +97,9 @@ func (b *buildRecord) write(w io.Writer, results []llb.Result) {
 			built[img.Name] = true
 		}
 	}
-	for _, r := range b.withBases() {
+	// A build is not held up by a slow registry: a digest still unknown
+	// is recorded as such.
+	for _, r := range b.withBases(2 * time.Second) {
 		if !built[r.Image] {
 			continue
 		}
@@ -108,7 +112,7 @@ func (b *buildRecord) write(w io.Writer, results []llb.Result) {
 // resolveBases resolves each distinct external base once, in the
 // background; the returned function waits for the results, keyed by
 // reference.
-func resolveBases(ctx context.Context, plans []*plan.Image, narrow []ocispecs.Platform, offline bool) func() map[string]explain.Base {
+func resolveBases(ctx context.Context, plans []*plan.Image, narrow []ocispecs.Platform, offline bool) func(time.Duration) map[string]explain.Base {
 	want := map[string][]string{}
 	for _, img := range plans {
 		if img.External == "" {
@@ -139,10 +143,20 @@ func resolveBases(ctx context.Context, plans []*plan.Image, narrow []ocispecs.Pl
 			mu.Unlock()
 		}()
 	}
-	var once sync.Once
-	return func() map[string]explain.Base {
-		once.Do(wg.Wait)
-		return out
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	return func(wait time.Duration) map[string]explain.Base {
+		var timeout <-chan time.Time
+		if wait > 0 {
+			timeout = time.After(wait)
+		}
+		select {
+		case <-done:
+		case <-timeout:
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		return maps.Clone(out)
 	}
 }
 
