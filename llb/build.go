@@ -421,7 +421,7 @@ func (b *builder) compileChecked(ctx context.Context, gc gateway.Client, name st
 				for _, l := range []string{c.Layer, c.Other} {
 					if l != "" && b.attachLayer(img, l) {
 						more = true
-						b.warn(fmt.Sprintf("image %q: layer %q builds attached: %s is also written by %s", img, l, c.File, otherName(c)))
+						b.warn(fmt.Sprintf("image %q: layer %q builds attached: %s is also written by %s", img, l, c.File, otherName(c, l)))
 					}
 				}
 			}
@@ -432,9 +432,13 @@ func (b *builder) compileChecked(ctx context.Context, gc gateway.Client, name st
 	}
 }
 
-func otherName(c Conflict) string {
-	if c.Other == "" {
+// otherName names the other side of c, seen from layer.
+func otherName(c Conflict, layer string) string {
+	switch {
+	case c.Other == "":
 		return "an attached step after it"
+	case layer == c.Other:
+		return "layer " + strconv.Quote(c.Layer)
 	}
 	return "layer " + strconv.Quote(c.Other)
 }

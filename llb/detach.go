@@ -40,8 +40,10 @@ import (
 var sharedFiles = []string{
 	"/var/lib/dpkg/status",
 	"/var/lib/dpkg/available",
-	"/var/lib/rpm",
-	"/usr/lib/sysimage/rpm",
+	"/var/lib/rpm/rpmdb.sqlite",
+	"/var/lib/rpm/Packages",
+	"/usr/lib/sysimage/rpm/rpmdb.sqlite",
+	"/usr/lib/sysimage/rpm/Packages",
 	"/var/lib/apk/db/installed",
 	"/etc/passwd",
 	"/etc/group",
@@ -162,9 +164,10 @@ func attachedLayers(img *plan.Image, attach map[string]bool) map[string]bool {
 
 // check builds the step that reports conflicting writes of shared files.
 // It runs on the chain's start (it needs a shell) with every group's diff
-// and the diff of the attached steps after each group mounted read-only,
-// and writes its findings to CheckFile in its output; BuildKit caches it
-// with the diffs.
+// mounted read-only, and the chain as it stood at each group's place and at
+// its end (snapshots that exist anyway: a diff of them would have to be
+// made); it writes its findings to CheckFile in its output. BuildKit caches
+// it with its inputs.
 func (c *compiler) check(groups []group, marks []bk.State, end bk.State) *bk.State {
 	home := c.img.User.Home
 	files := make([]string, 0, len(sharedFiles))
@@ -185,42 +188,44 @@ func (c *compiler) check(groups []group, marks []bk.State, end bk.State) *bk.Sta
 		opts = append(opts, bk.AddMount(dir, st, bk.Readonly))
 		return dir
 	}
-	// after[k]: the attached steps after the k-th, diffed once per place.
-	after := map[int]string{}
 	var script strings.Builder
-	script.WriteString(`e() { [ -e "$1" ] || [ -L "$1" ]; }; : > ` + checkOut + CheckFile + "\n")
+	// e: the path exists; sum: what a file holds ("-" when absent), to tell
+	// whether the attached steps after a group changed it.
+	script.WriteString(`e() { [ -e "$1" ] || [ -L "$1" ]; }; ` +
+		`sum() { if e "$1"; then cksum < "$1" 2>/dev/null || echo "?"; else echo -; fi; }; ` +
+		`: > ` + checkOut + CheckFile + "\n")
 	gdirs := make([]string, len(groups))
 	for i, g := range groups {
 		gdirs[i] = mount(fmt.Sprintf("g%d", i), g.diff)
 	}
+	chain := map[int]string{} // marks mounted, by index
+	endDir := ""
 	for i, g := range groups {
-		type other struct{ dir, layer string }
-		var others []other
 		if n := len(marks) - 1; g.chain < n {
-			dir, ok := after[g.chain]
-			if !ok {
-				dir = mount(fmt.Sprintf("a%d", g.chain), bk.Diff(marks[g.chain], end, lbl.with(lbl.name+" (diff)").opt()))
-				after[g.chain] = dir
+			// Attached steps ran after the group without seeing it.
+			if endDir == "" {
+				endDir = mount("end", end)
 			}
-			others = append(others, other{dir, chainLayer})
+			at, ok := chain[g.chain]
+			if !ok {
+				at = mount(fmt.Sprintf("c%d", g.chain), marks[g.chain])
+				chain[g.chain] = at
+			}
+			for _, f := range files {
+				fmt.Fprintf(&script, "if e %s && [ \"$(sum %s)\" != \"$(sum %s)\" ]; then echo %s >> %s; fi\n",
+					plan.Quote(gdirs[i]+f), plan.Quote(at+f), plan.Quote(endDir+f),
+					plan.Quote(g.layer+" "+chainLayer+" "+f), checkOut+CheckFile)
+			}
 		}
-		for k, h := range groups {
-			if k == i || h.layer == g.layer || slices.Contains(c.img.Depends[g.layer], h.layer) || slices.Contains(c.img.Depends[h.layer], g.layer) {
+		for k := i + 1; k < len(groups); k++ { // each unordered pair once
+			h := groups[k]
+			if h.layer == g.layer || slices.Contains(c.img.Depends[g.layer], h.layer) || slices.Contains(c.img.Depends[h.layer], g.layer) {
 				continue // the same layer, or one saw the other
 			}
-			if k < i {
-				continue // each unordered pair once
-			}
-			others = append(others, other{gdirs[k], h.layer})
-		}
-		if len(others) == 0 {
-			continue
-		}
-		for _, f := range files {
-			for _, o := range others {
+			for _, f := range files {
 				fmt.Fprintf(&script, "if e %s && e %s; then echo %s >> %s; fi\n",
-					plan.Quote(gdirs[i]+f), plan.Quote(o.dir+f),
-					plan.Quote(g.layer+" "+o.layer+" "+f), checkOut+CheckFile)
+					plan.Quote(gdirs[i]+f), plan.Quote(gdirs[k]+f),
+					plan.Quote(g.layer+" "+h.layer+" "+f), checkOut+CheckFile)
 			}
 		}
 	}

@@ -81,7 +81,7 @@ func TestCompileDetached(t *testing.T) {
 	}
 	_, _, checkExecs := opsOf(t, out.Checks[0].State)
 	script := checkExecs[len(checkExecs)-1]
-	for _, want := range []string{"/etc/passwd", "/var/lib/dpkg/status", "a - /etc/shells", "a b /var/lib/rpm"} {
+	for _, want := range []string{"/etc/passwd", "/var/lib/dpkg/status", "a - /etc/shells", "a b /var/lib/rpm/rpmdb.sqlite"} {
 		if !strings.Contains(script, want) {
 			t.Errorf("check script lacks %q", want)
 		}
@@ -159,6 +159,9 @@ func TestBuildDetached(t *testing.T) {
 			// Both rewrite /etc/shells: a conflict the check must catch.
 			detachStep("s1", "echo /bin/s1 >> /etc/shells"),
 			detachStep("s2", "echo /bin/s2 >> /etc/shells"),
+			// s3 rewrites a file an attached step after it also rewrites.
+			detachStep("s3", "echo s3 >> /etc/profile"),
+			plan.Step{Kind: plan.Run, Layer: "late", User: "root", Desc: "late: packages", Shell: "echo late >> /etc/profile"},
 		)
 		img.Platforms = []string{"linux/amd64"}
 		img.Contexts = []plan.Context{{Layer: "x", Dir: files}}
@@ -188,8 +191,13 @@ func TestBuildDetached(t *testing.T) {
 	if got := fs["/etc/shells"].data; !strings.Contains(got, "/bin/s1\n/bin/s2\n") {
 		t.Errorf("/etc/shells = %q: a detached layer's append was lost", got)
 	}
+	if got := fs["/etc/profile"].data; !strings.HasSuffix(got, "s3\nlate\n") {
+		t.Errorf("/etc/profile = %q: the attached step overwrote a detached layer's change", got)
+	}
 	slices.Sort(warns)
-	if len(warns) != 2 || !strings.Contains(warns[0], `layer "s1" builds attached: /etc/shells`) || !strings.Contains(warns[1], `layer "s2"`) {
+	if len(warns) != 3 || !strings.Contains(warns[0], `layer "s1" builds attached: /etc/shells is also written by layer "s2"`) ||
+		!strings.Contains(warns[1], `layer "s2" builds attached: /etc/shells is also written by layer "s1"`) ||
+		!strings.Contains(warns[2], `layer "s3" builds attached: /etc/profile is also written by an attached step after it`) {
 		t.Errorf("warnings = %q", warns)
 	}
 
