@@ -64,6 +64,11 @@ type Record struct {
 	// Depends is plan.Image.Depends: the own layers each layer depends on.
 	Depends map[string][]string `json:"depends,omitempty"`
 
+	// Attached are the layers the build's detached-layer check attached
+	// (plan.Image.Attach): their steps are fingerprinted as attached, and
+	// the next build expects the same.
+	Attached []string `json:"attached,omitempty"`
+
 	// DigestErr says why Digest is unknown; not recorded.
 	DigestErr string `json:"-"`
 }

@@ -73,6 +73,9 @@ type Result struct {
 	Platforms []ocispecs.Platform
 	// ExporterResponse is BuildKit's (image digest, names, ...).
 	ExporterResponse map[string]string
+	// Attached lists, for the image and the parents it was built on, the
+	// layers a detached-layer check attached (see plan.Image.Attach).
+	Attached map[string][]string
 }
 
 // Build builds the targets against buildkitd, each as one multi-platform
@@ -306,7 +309,7 @@ func (b *builder) build(ctx context.Context, c *client.Client, img *plan.Image) 
 		return res, fmt.Errorf("image %q: %w", img.Name, err)
 	}
 	committed = true
-	return Result{Image: img.Name, Platforms: ps, ExporterResponse: resp.ExporterResponse}, nil
+	return Result{Image: img.Name, Platforms: ps, ExporterResponse: resp.ExporterResponse, Attached: b.attachedOf(img)}, nil
 }
 
 // solve is the gateway build function of one target: every platform
@@ -441,6 +444,19 @@ func otherName(c Conflict, layer string) string {
 		return "layer " + strconv.Quote(c.Layer)
 	}
 	return "layer " + strconv.Quote(c.Other)
+}
+
+// attachedOf lists the layers checks attached in img and its parents.
+func (b *builder) attachedOf(img *plan.Image) map[string][]string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := map[string][]string{}
+	for ; img != nil; img = b.byName[img.Parent] {
+		if ls := b.attach[img.Name]; len(ls) > 0 {
+			out[img.Name] = slices.Sorted(maps.Keys(ls))
+		}
+	}
+	return out
 }
 
 // attachLayer records that image's layer builds attached; false if it

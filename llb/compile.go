@@ -68,7 +68,7 @@ type Options struct {
 	// Linear builds every step in one chain, as a Containerfile does.
 	Linear bool
 	// Attach names layers whose steps stay in the chain although they could
-	// detach (a check found them conflicting).
+	// detach (a check found them conflicting): see plan.Image.Attach.
 	Attach map[string]bool
 }
 
@@ -89,7 +89,8 @@ func LocalDirs(imgs ...*plan.Image) map[string]string {
 
 // Compile turns img into LLB for one platform.
 func Compile(ctx context.Context, img *plan.Image, platform ocispecs.Platform, opt Options) (*Image, error) {
-	c := &compiler{img: img, opt: opt, platform: platforms.Normalize(platform), attached: attachedLayers(img, opt.Attach)}
+	img = img.Attach(slices.Sorted(maps.Keys(opt.Attach)))
+	c := &compiler{img: img, opt: opt, platform: platforms.Normalize(platform)}
 	out, err := c.compile(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("image %q (%s): %w", img.Name, platforms.Format(c.platform), err)
@@ -100,7 +101,6 @@ func Compile(ctx context.Context, img *plan.Image, platform ocispecs.Platform, o
 type compiler struct {
 	img      *plan.Image
 	opt      Options
-	attached map[string]bool // layers kept in the chain
 	platform ocispecs.Platform
 	stages   map[string]bk.State
 	main     *stage

@@ -146,20 +146,7 @@ func (c *compiler) detached(ctx context.Context, steps []plan.Step) (*bk.State, 
 
 // detaches reports whether s runs detached in this compile.
 func (c *compiler) detaches(s plan.Step) bool {
-	return s.Detach && !c.opt.Linear && !c.attached[s.Layer]
-}
-
-// attachedLayers is Options.Attach closed over dependencies: an attached
-// step must see what it depends on in the chain.
-func attachedLayers(img *plan.Image, attach map[string]bool) map[string]bool {
-	out := map[string]bool{}
-	for l := range attach {
-		out[l] = true
-		for _, d := range img.Depends[l] {
-			out[d] = true
-		}
-	}
-	return out
+	return s.Detach && !c.opt.Linear
 }
 
 // check builds the step that reports conflicting writes of shared files.

@@ -174,10 +174,13 @@ func TestBuildDetached(t *testing.T) {
 		var mu sync.Mutex
 		log := &cachedLog{}
 		out := t.TempDir()
-		_, err := Build(ctx, c, BuildOptions{Family: []*plan.Image{mk()}, Exporter: OCILayout(out), Status: log.channel(),
+		res, err := Build(ctx, c, BuildOptions{Family: []*plan.Image{mk()}, Exporter: OCILayout(out), Status: log.channel(),
 			Warn: func(s string) { mu.Lock(); warns = append(warns, s); mu.Unlock() }})
 		if err != nil {
 			t.Fatal(err)
+		}
+		if got := res[0].Attached["bb"]; !slices.Equal(got, []string{"s1", "s2", "s3"}) {
+			t.Errorf("Result.Attached = %q, want [s1 s2 s3]", got)
 		}
 		return flatten(t, layoutImages(t, filepath.Join(out, "bb"))["linux/amd64"]), log, warns
 	}

@@ -881,3 +881,27 @@ func routes(pl *Image, img *spec.Image, chain []*spec.Layer) error {
 }
 
 var hostRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$`)
+
+// Attach returns img with the steps of layers, and of the layers they
+// depend on, attached (Detach cleared): for layers a build found rewriting
+// a shared file another step also writes. img is not changed.
+func (img *Image) Attach(layers []string) *Image {
+	if len(layers) == 0 {
+		return img
+	}
+	attach := map[string]bool{}
+	for _, l := range layers {
+		attach[l] = true
+		for _, d := range img.Depends[l] {
+			attach[d] = true
+		}
+	}
+	out := *img
+	out.Steps = slices.Clone(img.Steps)
+	for i := range out.Steps {
+		if attach[out.Steps[i].Layer] {
+			out.Steps[i].Detach = false
+		}
+	}
+	return &out
+}

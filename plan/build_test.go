@@ -471,3 +471,28 @@ func TestDetach(t *testing.T) {
 		t.Errorf("app Depends = %v, want none (tools is the parent's)", d)
 	}
 }
+
+func TestAttach(t *testing.T) {
+	img := &plan.Image{
+		Depends: map[string][]string{"c": {"a"}},
+		Steps: []plan.Step{
+			{Layer: "a", Detach: true}, {Layer: "b", Detach: true}, {Layer: "c", Detach: true}, {Layer: "p"},
+		},
+	}
+	got := img.Attach([]string{"c"})
+	var detached []string
+	for _, s := range got.Steps {
+		if s.Detach {
+			detached = append(detached, s.Layer)
+		}
+	}
+	if !slices.Equal(detached, []string{"b"}) {
+		t.Errorf("detached after attaching c: %q, want [b] (a is c's dependency)", detached)
+	}
+	if !img.Steps[0].Detach || !img.Steps[2].Detach {
+		t.Error("Attach changed its receiver")
+	}
+	if img.Attach(nil) != img {
+		t.Error("Attach(nil) copied")
+	}
+}

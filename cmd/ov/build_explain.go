@@ -41,10 +41,11 @@ func (f *BuilderFlags) connectAddr(ctx context.Context, g *Globals) (*client.Cli
 // (explain.Record per image) and written under .build/state/ for the
 // images that built.
 type buildRecord struct {
-	dir   string
-	plans []*plan.Image
-	recs  map[string]*explain.Record
-	bases func(wait time.Duration) map[string]explain.Base // the base digests, waiting at most wait (0: until resolved)
+	dir    string
+	plans  []*plan.Image
+	recs   map[string]*explain.Record
+	inputs map[string]explain.Inputs
+	bases  func(wait time.Duration) map[string]explain.Base // the base digests, waiting at most wait (0: until resolved)
 }
 
 // record fingerprints the family's inputs. With --explain it waits for the
@@ -52,14 +53,21 @@ type buildRecord struct {
 // digests resolve while the build runs.
 func (c *BuildCmd) record(ctx context.Context, g *Globals, p *spec.Project, plans []*plan.Image, narrow []ocispecs.Platform, addr string) (*buildRecord, error) {
 	offline, _ := envBool("OV_OFFLINE")
-	b := &buildRecord{dir: p.Dir, plans: plans, recs: map[string]*explain.Record{},
+	b := &buildRecord{dir: p.Dir, plans: plans, recs: map[string]*explain.Record{}, inputs: map[string]explain.Inputs{},
 		bases: resolveBases(ctx, plans, narrow, c.OfflineUser || offline)}
 	for _, img := range plans {
-		r, err := explain.Fingerprint(img, explain.Inputs{Builder: addr, Platforms: platformNames(img, narrow), Layers: p.Layers})
+		in := explain.Inputs{Builder: addr, Platforms: platformNames(img, narrow), Layers: p.Layers}
+		// Layers the last build's check attached are expected attached
+		// again.
+		var attached []string
+		if old := explain.Read(p.Dir, img.Name); old != nil {
+			attached = old.Attached
+		}
+		r, err := fingerprint(img, in, attached)
 		if err != nil {
 			return nil, userErrorf("image %q: %v", img.Name, err)
 		}
-		b.recs[img.Name] = r
+		b.recs[img.Name], b.inputs[img.Name] = r, in
 	}
 	if !c.Explain {
 		return b, nil
@@ -67,6 +75,16 @@ func (c *BuildCmd) record(ctx context.Context, g *Globals, p *spec.Project, plan
 	cur := b.withBases(0)
 	reps := explain.Family(cur, func(image string) *explain.Record { return explain.Read(p.Dir, image) })
 	return b, explain.Print(g.Stdout, reps)
+}
+
+// fingerprint is explain.Fingerprint of img with attached layers attached.
+func fingerprint(img *plan.Image, in explain.Inputs, attached []string) (*explain.Record, error) {
+	r, err := explain.Fingerprint(img.Attach(attached), in)
+	if err != nil {
+		return nil, err
+	}
+	r.Attached = attached
+	return r, nil
 }
 
 // withBases fills in the base digests, waiting for them at most wait (0:
@@ -92,9 +110,19 @@ func (b *buildRecord) write(w io.Writer, results []llb.Result) {
 	for _, img := range b.plans {
 		byName[img.Name] = img
 	}
+	attached := map[string][]string{}
 	for _, res := range results {
 		for img := byName[res.Image]; img != nil; img = byName[img.Parent] {
 			built[img.Name] = true
+		}
+		maps.Copy(attached, res.Attached)
+	}
+	// A layer the check attached (or no longer did) changes what was built.
+	for name := range built {
+		if r := b.recs[name]; !slices.Equal(r.Attached, attached[name]) {
+			if nr, err := fingerprint(byName[name], b.inputs[name], attached[name]); err == nil {
+				b.recs[name] = nr
+			}
 		}
 	}
 	// A build is not held up by a slow registry: a digest still unknown

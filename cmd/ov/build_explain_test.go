@@ -181,3 +181,73 @@ func TestBuildExplain(t *testing.T) {
 		}
 	})
 }
+
+// TestBuildExplainAttached: two layers rewriting the same shared file are
+// attached by the build's check, with a notice; the record says so, and
+// the next --explain expects them attached and reuses them.
+func TestBuildExplainAttached(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), testenv.StartTimeout)
+	env, err := testenv.Start(ctx)
+	cancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { env.Close() })
+	t.Setenv("OV_REGISTRY_MIRRORS", "docker.io="+env.Registry)
+	dir := t.TempDir()
+	appendShell := func(s string) string {
+		return "version: '3'\ntasks:\n  install:\n    cmds:\n      - echo /bin/" + s + " >> /etc/shells\n"
+	}
+	for name, content := range map[string]string{
+		"images.yml":         "defaults:\n  registry: ov.test\n  platforms: [linux/amd64]\n  pkg: rpm\nimages:\n  bb:\n    base: \"busybox:latest\"\n    layers: [s1, s2]\n",
+		"layers/s1/root.yml": appendShell("s1"),
+		"layers/s2/root.yml": appendShell("s2"),
+	} {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	build := func() (string, string) {
+		t.Helper()
+		stdout, stderr, code := ov(t, "-C", dir, "build", "--explain", "--builder", env.BuildkitAddr, "--progress", "plain",
+			"--task-url", env.TaskBaseURL, "--task-sha256", "amd64="+env.TaskSHA256["amd64"]+",arm64="+env.TaskSHA256["arm64"])
+		if code != 0 {
+			t.Fatalf("exit %d, stdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+		}
+		return stdout, stderr
+	}
+	_, stderr := build()
+	if !strings.Contains(stderr, `ov: image "bb": layer "s1" builds attached: /etc/shells is also written by layer "s2"`) {
+		t.Errorf("no notice for s1 in:\n%s", stderr)
+	}
+	rec, err := os.ReadFile(filepath.Join(dir, ".build", "state", "bb.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(rec), `"attached": [`) || !strings.Contains(string(rec), `"s2"`) {
+		t.Errorf("record does not list the attached layers:\n%s", rec)
+	}
+	stdout, _ := build()
+	for _, want := range []string{"bb: reuse", "  s1       reuse\n", "  s2       reuse\n"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("second --explain lacks %q:\n%s", want, stdout)
+		}
+	}
+	// s1 changes: attached, s2 is after it in the chain and reruns too.
+	if err := os.WriteFile(filepath.Join(dir, "layers/s1/root.yml"), []byte(appendShell("s1b")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stdout, stderr = build()
+	for _, want := range []string{"  s1       rebuild  file layers/s1/root.yml changed\n", "  s2       rebuild  after attached layer s1, which changes\n"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("third --explain lacks %q:\n%s", want, stdout)
+		}
+	}
+	if !stepRuns(stderr)["[bb s2] root.yml"] {
+		t.Errorf("BuildKit did not rerun s2's root.yml:\n%s", stderr)
+	}
+}
