@@ -37,7 +37,8 @@ const (
 )
 
 // publishBases builds (or loads from cache) the base images and pushes them
-// to the registry at host, under their docker.io repository paths.
+// to the registry at host, under their docker.io repository paths, and the
+// fake pixi image built on busybox.
 func publishBases(ctx context.Context, cache, host string) error {
 	mirror, security := aptMirrors()
 	g, gctx := errgroup.WithContext(ctx)
@@ -66,7 +67,10 @@ func publishBases(ctx context.Context, cache, host string) error {
 		if err != nil {
 			return fmt.Errorf("base %s: %w", Busybox, err)
 		}
-		return pushLayout(gctx, dir, host, Busybox)
+		if err := pushLayout(gctx, dir, host, Busybox); err != nil {
+			return err
+		}
+		return publishFakePixi(gctx, dir, host)
 	})
 	return g.Wait()
 }

@@ -36,8 +36,9 @@ func (e *Env) serveRegistryAt(addr string) (string, error) {
 }
 
 // DeriveBuildkitdConfig returns hack/buildkitd.toml with the loopback
-// registry address replaced by reg, after checking that buildkitd can parse
-// the result.
+// registry address replaced by reg and ghcr.io mirrored to reg as well, so
+// plan.DefaultPixiImage resolves to the fake pixi image (FakePixi), after
+// checking that buildkitd can parse the result.
 func DeriveBuildkitdConfig(hackConfig []byte, reg string) ([]byte, error) {
 	if !strings.Contains(string(hackConfig), hackRegistry) {
 		return nil, fmt.Errorf("buildkitd.toml: no %s registry to substitute", hackRegistry)
@@ -47,8 +48,17 @@ func DeriveBuildkitdConfig(hackConfig []byte, reg string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("buildkitd.toml: %w", err)
 	}
-	if m := cfg.Registries["docker.io"].Mirrors; len(m) != 1 || m[0] != reg {
-		return nil, fmt.Errorf("buildkitd.toml: docker.io mirrors = %v, want [%s]", m, reg)
+	if _, ok := cfg.Registries["ghcr.io"]; !ok {
+		out = fmt.Appendf(out, "\n# internal/testenv: the fake pixi image stands in for ghcr.io/prefix-dev/pixi.\n"+
+			"[registry.\"ghcr.io\"]\n  mirrors = [%q]\n", reg)
+		if cfg, err = config.Load(strings.NewReader(string(out))); err != nil {
+			return nil, fmt.Errorf("buildkitd.toml with the ghcr.io mirror: %w", err)
+		}
+	}
+	for _, host := range []string{"docker.io", "ghcr.io"} {
+		if m := cfg.Registries[host].Mirrors; len(m) != 1 || m[0] != reg {
+			return nil, fmt.Errorf("buildkitd.toml: %s mirrors = %v, want [%s]", host, m, reg)
+		}
 	}
 	return out, nil
 }

@@ -1,6 +1,7 @@
 // Package testenv starts the real build environment that ov's tests run
 // against: a loopback registry that stands in for Docker Hub (docker.io is
-// mirrored to it, with Debian, user and busybox bases built here), a private
+// mirrored to it, with Debian, user and busybox bases built here) and for
+// ghcr.io (holding only FakePixi, a test double for the pixi image), a private
 // buildkitd, an HTTP server with go-task release archives, buildx on a remote
 // driver, and dockerd on demand. Nothing is pulled from outside: bases come
 // from debootstrap and Debian packages, cached under ~/.cache/ov-testenv.
@@ -54,7 +55,8 @@ type Env struct {
 	// RepoRoot is the ov checkout the tests run in.
 	RepoRoot string
 	// Registry is the loopback registry's host:port. buildkitd (and dockerd)
-	// mirror docker.io to it, and treat it as plain-HTTP.
+	// mirror docker.io to it, and treat it as plain-HTTP; buildkitd mirrors
+	// ghcr.io to it too.
 	Registry string
 	// BuildkitAddr is the buildkitd address, "unix:///.../buildkitd.sock".
 	BuildkitAddr string

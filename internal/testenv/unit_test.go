@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/moby/buildkit/cmd/buildkitd/config"
 )
 
 func TestDeriveBuildkitdConfig(t *testing.T) {
@@ -27,6 +29,23 @@ func TestDeriveBuildkitdConfig(t *testing.T) {
 	s := string(out)
 	if strings.Contains(s, "127.0.0.1:5000") || !strings.Contains(s, `[registry."127.0.0.1:41234"]`) || !strings.Contains(s, `mirrors = ["127.0.0.1:41234"]`) {
 		t.Errorf("derived config:\n%s", s)
+	}
+	cfg, err := config.Load(bytes.NewReader(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := cfg.Registries["ghcr.io"].Mirrors; !slices.Equal(m, []string{"127.0.0.1:41234"}) {
+		t.Errorf("ghcr.io mirrors = %q, want the registry (fake pixi image)", m)
+	}
+	// A config that already mirrors ghcr.io to the loopback registry keeps
+	// its own table; one mirroring it elsewhere is refused.
+	own := string(hack) + "\n[registry.\"ghcr.io\"]\n  mirrors = [\"127.0.0.1:5000\"]\n"
+	if out, err := DeriveBuildkitdConfig([]byte(own), "127.0.0.1:41234"); err != nil || strings.Count(string(out), `[registry."ghcr.io"]`) != 1 {
+		t.Errorf("own ghcr.io mirror: %v\n%s", err, out)
+	}
+	other := string(hack) + "\n[registry.\"ghcr.io\"]\n  mirrors = [\"mirror.example\"]\n"
+	if _, err := DeriveBuildkitdConfig([]byte(other), "127.0.0.1:41234"); err == nil || !strings.Contains(err.Error(), "ghcr.io mirrors") {
+		t.Errorf("ghcr.io mirrored elsewhere: err = %v", err)
 	}
 	if _, err := DeriveBuildkitdConfig([]byte("[worker.oci]\nenabled = true\n"), "127.0.0.1:1"); err == nil {
 		t.Error("config without the loopback registry accepted")
