@@ -55,9 +55,9 @@ type BuildOptions struct {
 	// Status, when set, receives the progress of all builds, and is closed
 	// when Build returns. Feed it to one progressui display.
 	Status chan *client.SolveStatus
-	// WaitForParents starts a target only after the targets it is built on
-	// are exported, so a push uploads each shared blob once. Otherwise all
-	// targets start at once and BuildKit shares the common work.
+	// WaitForParents exports a target only after the targets it is built
+	// on are exported, so a push uploads each shared blob once; the solves
+	// all run at once either way, and BuildKit shares the common work.
 	WaitForParents bool
 	// Linear builds each image as one chain of steps, as its Containerfile
 	// does, instead of detaching layers (see detach.go).
@@ -99,10 +99,6 @@ func Build(ctx context.Context, c *client.Client, opt BuildOptions) ([]Result, e
 		go func() {
 			defer wg.Done()
 			defer close(b.done[img.Name])
-			if err := b.waitParents(ctx, img); err != nil {
-				errs[i] = err
-				return
-			}
 			results[i], errs[i] = b.build(ctx, c, img)
 			if errs[i] != nil {
 				b.failed.Store(img.Name, true)
@@ -321,9 +317,10 @@ func (b *builder) solve(ctx context.Context, gc gateway.Client, img *plan.Image,
 	}
 	refs := make([]gateway.Reference, len(ps))
 	configs := make([][]byte, len(ps))
-	eg, ctx := errgroup.WithContext(ctx)
+	eg, ectx := errgroup.WithContext(ctx)
 	for i, p := range ps {
 		eg.Go(func() error {
+			ctx := ectx
 			out, err := b.compileChecked(ctx, gc, img.Name, p, imports)
 			if err != nil {
 				return err
@@ -345,6 +342,12 @@ func (b *builder) solve(ctx context.Context, gc gateway.Client, img *plan.Image,
 		})
 	}
 	if err := eg.Wait(); err != nil {
+		return nil, err
+	}
+	// Solved; the export starts when this returns. With WaitForParents it
+	// waits for the parents' exports (so their blobs are pushed once), while
+	// the solve itself ran alongside them.
+	if err := b.waitParents(ctx, img); err != nil {
 		return nil, err
 	}
 	res := gateway.NewResult()
@@ -542,6 +545,10 @@ func (e *StepError) Unwrap() error { return e.Err }
 
 // explain turns a solve error into one that names the failed step.
 func (b *builder) explain(image string, err error, logs *logTail) error {
+	var pe *parentError
+	if errors.As(err, &pe) {
+		return pe
+	}
 	var ve *errdefs.VertexError
 	if errors.As(err, &ve) {
 		d := digest.Digest(ve.Digest)
