@@ -320,23 +320,11 @@ func (b *builder) solve(ctx context.Context, gc gateway.Client, img *plan.Image,
 	eg, ectx := errgroup.WithContext(ctx)
 	for i, p := range ps {
 		eg.Go(func() error {
-			ctx := ectx
-			out, err := b.compileChecked(ctx, gc, img.Name, p, imports)
+			out, ref, err := b.solveChecked(ectx, gc, img.Name, p, imports)
 			if err != nil {
 				return err
 			}
-			def, err := out.State.Marshal(ctx)
-			if err != nil {
-				return fmt.Errorf("image %q (%s): %w", img.Name, platforms.Format(p), err)
-			}
-			b.record(def)
-			r, err := gc.Solve(ctx, gateway.SolveRequest{Definition: def.ToPB(), CacheImports: imports, Evaluate: true})
-			if err != nil {
-				return err
-			}
-			if refs[i], err = r.SingleRef(); err != nil {
-				return err
-			}
+			refs[i] = ref
 			configs[i], err = json.Marshal(out.Config)
 			return err
 		})
@@ -395,17 +383,19 @@ func (b *builder) compile(ctx context.Context, gc gateway.Client, name string, p
 	return out, nil
 }
 
-// compileChecked compiles name for p and runs its detached-layer checks
-// (and its parents'). A layer in a conflict is attached and the image
-// compiled again, until the checks pass: every round attaches at least one
-// more layer, so this ends.
-func (b *builder) compileChecked(ctx context.Context, gc gateway.Client, name string, p ocispecs.Platform, imports []gateway.CacheOptionsEntry) (*Image, error) {
+// solveChecked compiles name for p and solves it together with its
+// detached-layer checks (and its parents'). A layer in a conflict is
+// attached and the image compiled and solved again, until the checks pass:
+// every round attaches at least one more layer, so this ends. Conflicts are
+// rare, so the image is solved alongside the checks, not after them.
+func (b *builder) solveChecked(ctx context.Context, gc gateway.Client, name string, p ocispecs.Platform, imports []gateway.CacheOptionsEntry) (*Image, gateway.Reference, error) {
 	for {
 		out, err := b.compile(ctx, gc, name, p, map[string]*Image{})
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		conflicts := make([][]Conflict, len(out.Checks))
+		var ref gateway.Reference
 		eg, ectx := errgroup.WithContext(ctx)
 		for i, ch := range out.Checks {
 			eg.Go(func() error {
@@ -417,8 +407,21 @@ func (b *builder) compileChecked(ctx context.Context, gc gateway.Client, name st
 				return nil
 			})
 		}
+		eg.Go(func() error {
+			def, err := out.State.Marshal(ectx)
+			if err != nil {
+				return fmt.Errorf("image %q (%s): %w", name, platforms.Format(p), err)
+			}
+			b.record(def)
+			r, err := gc.Solve(ectx, gateway.SolveRequest{Definition: def.ToPB(), CacheImports: imports, Evaluate: true})
+			if err != nil {
+				return err
+			}
+			ref, err = r.SingleRef()
+			return err
+		})
 		if err := eg.Wait(); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		more := false
 		for i, cs := range conflicts {
@@ -433,7 +436,7 @@ func (b *builder) compileChecked(ctx context.Context, gc gateway.Client, name st
 			}
 		}
 		if !more {
-			return out, nil
+			return out, ref, nil
 		}
 	}
 }
