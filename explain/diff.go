@@ -116,7 +116,7 @@ func Diff(old, cur *Record, parent *Report) Report {
 			if why == "" {
 				why = layerChange[s.Layer] // an earlier step of its layer
 			}
-			for _, dep := range cur.Depends[s.Layer] {
+			for _, dep := range plan.Closure(cur.Depends, s.Layer) {
 				if why == "" && layerChange[dep] != "" {
 					why = "depends on " + dep + ", which changes"
 				}

@@ -34,7 +34,7 @@ import (
 
 // version is bumped when Record's meaning changes; older records read as
 // absent.
-const version = 1
+const version = 2
 
 // Record is what an image was built from.
 type Record struct {
@@ -61,7 +61,8 @@ type Record struct {
 	// LayerYml maps each own layer to its layer.yml's digest ("" without
 	// one): how a changed step is traced back to the file it came from.
 	LayerYml map[string]string `json:"layer_yml,omitempty"`
-	// Depends is plan.Image.Depends: the own layers each layer depends on.
+	// Depends is plan.Image.Depends: the own layers each layer names in
+	// depends (plan.Closure gives the transitive set).
 	Depends map[string][]string `json:"depends,omitempty"`
 
 	// Attached are the layers the build's detached-layer check attached
@@ -171,7 +172,7 @@ func Fingerprint(img *plan.Image, in Inputs) (*Record, error) {
 		st := Step{Key: key, Row: row, Layer: s.Layer, Desc: s.Desc, Detach: s.Detach, Pos: pos,
 			Hash: hash(append([]any{stepFields(s)}, extra...))}
 		if s.Detach {
-			st.Hash = hash([]any{st.Hash, img.Depends[s.Layer]})
+			st.Hash = hash([]any{st.Hash, img.AllDepends(s.Layer)})
 		} else {
 			pos++
 		}

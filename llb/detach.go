@@ -112,7 +112,7 @@ func (c *compiler) detached(ctx context.Context, steps []plan.Step) (*bk.State, 
 		chain := c.main.st
 		inputs := []bk.State{chain}
 		for _, g := range groups {
-			if g.layer == s.Layer || slices.Contains(c.img.Depends[s.Layer], g.layer) {
+			if g.layer == s.Layer || slices.Contains(c.img.AllDepends(s.Layer), g.layer) {
 				inputs = append(inputs, g.diff)
 			}
 		}
@@ -206,7 +206,7 @@ func (c *compiler) check(groups []group, marks []bk.State, end bk.State) *bk.Sta
 		}
 		for k := i + 1; k < len(groups); k++ { // each unordered pair once
 			h := groups[k]
-			if h.layer == g.layer || slices.Contains(c.img.Depends[g.layer], h.layer) || slices.Contains(c.img.Depends[h.layer], g.layer) {
+			if h.layer == g.layer || slices.Contains(c.img.AllDepends(g.layer), h.layer) || slices.Contains(c.img.AllDepends(h.layer), g.layer) {
 				continue // the same layer, or one saw the other
 			}
 			for _, f := range files {

@@ -582,10 +582,10 @@ func (ls *layerSteps) steps(l *spec.Layer) ([]Step, error) {
 	return out, nil
 }
 
-// depends maps each of own to the layers of own it depends on, directly or
-// not. own is in install order, so a layer's dependencies come before it.
+// depends maps each of own to the layers of own it names in depends (layers
+// a parent installs are in the base already).
 func depends(own []*spec.Layer) map[string][]string {
-	in := map[string]bool{}
+	in := make(map[string]bool, len(own))
 	for _, l := range own {
 		in[l.Name] = true
 	}
@@ -593,13 +593,8 @@ func depends(own []*spec.Layer) map[string][]string {
 	for _, l := range own {
 		var ds []string
 		for _, d := range l.Depends {
-			if !in[d] {
-				continue // installed by a parent: in the base
-			}
-			for _, dd := range append(slices.Clone(deps[d]), d) {
-				if !slices.Contains(ds, dd) {
-					ds = append(ds, dd)
-				}
+			if in[d] {
+				ds = append(ds, d)
 			}
 		}
 		deps[l.Name] = ds
@@ -607,14 +602,37 @@ func depends(own []*spec.Layer) map[string][]string {
 	return deps
 }
 
+// Closure lists the layers layer depends on, directly or not, given the
+// direct dependencies (Image.Depends): depth first, each once.
+func Closure(direct map[string][]string, layer string) []string {
+	var out []string
+	seen := map[string]bool{layer: true}
+	var visit func(string)
+	visit = func(l string) {
+		for _, d := range direct[l] {
+			if !seen[d] {
+				seen[d] = true
+				out = append(out, d)
+				visit(d)
+			}
+		}
+	}
+	visit(layer)
+	return out
+}
+
+// AllDepends lists the own layers layer depends on, directly or not.
+func (img *Image) AllDepends(layer string) []string { return Closure(img.Depends, layer) }
+
 // detach clears Detach on the steps of layers an attached step depends on:
 // the attached chain never sees detached steps, so whatever it needs must
 // be in the chain itself.
 func detach(steps []Step, deps map[string][]string) {
 	needed := map[string]bool{}
 	for _, s := range steps {
-		if !s.Detach && s.Layer != "" {
-			for _, d := range deps[s.Layer] {
+		if !s.Detach && s.Layer != "" && !needed["\x00"+s.Layer] {
+			needed["\x00"+s.Layer] = true // visited
+			for _, d := range Closure(deps, s.Layer) {
 				needed[d] = true
 			}
 		}
@@ -892,7 +910,7 @@ func (img *Image) Attach(layers []string) *Image {
 	attach := map[string]bool{}
 	for _, l := range layers {
 		attach[l] = true
-		for _, d := range img.Depends[l] {
+		for _, d := range img.AllDepends(l) {
 			attach[d] = true
 		}
 	}

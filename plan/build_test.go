@@ -438,11 +438,14 @@ func TestDetach(t *testing.T) {
 	plans, _ := build(t, p, "other", "app")
 	other := byName(plans)["other"]
 
-	want := map[string][]string{"tools": nil, "repo": nil, "pkgs": {"repo"}, "files": {"tools", "repo", "pkgs"}, "node": nil}
+	want := map[string][]string{"tools": nil, "repo": nil, "pkgs": {"repo"}, "files": {"tools", "pkgs"}, "node": nil}
 	for l, w := range want {
 		if got := other.Depends[l]; !slices.Equal(got, w) {
 			t.Errorf("Depends[%s] = %q, want %q", l, got, w)
 		}
+	}
+	if got := other.AllDepends("files"); !slices.Equal(got, []string{"tools", "pkgs", "repo"}) {
+		t.Errorf("AllDepends(files) = %q, want [tools pkgs repo]", got)
 	}
 	var got []string
 	for _, s := range other.Steps {

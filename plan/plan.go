@@ -43,8 +43,9 @@ type Image struct {
 	// supervisord assembly, traefik routes, in order.
 	Steps []Step
 
-	// Depends maps each own layer to the own layers it depends on,
-	// transitively (layers a parent installs are in the base already).
+	// Depends maps each own layer to the own layers its layer.yml names in
+	// depends (layers a parent installs are in the base already); see
+	// AllDepends for the transitive set.
 	Depends map[string][]string
 
 	FinalUser string // numeric UID, the last USER
