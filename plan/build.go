@@ -42,6 +42,10 @@ const (
 	RoutesFile     = "/etc/traefik/dynamic/routes.yml"
 )
 
+// TraefikEntryPoint is the entry point of the traefik layer's static
+// config (layers/traefik/traefik.yml) that routes are bound to.
+const TraefikEntryPoint = "web"
+
 // HeaderFile is the project file whose content leads the supervisord config.
 const HeaderFile = "templates/supervisord.header.conf"
 
@@ -53,7 +57,8 @@ type UserLookup func(ctx context.Context, baseRef string, want spec.User) (spec.
 type Options struct {
 	// CalVer is the invocation's version, for tag "auto" (spec.CalVer).
 	CalVer string
-	// TagOverride replaces tag "auto" (ov generate --tag).
+	// TagOverride replaces the CalVer of tag "auto" (ov generate --tag):
+	// <override> and latest.
 	TagOverride string
 	// Task says where the bootstrap fetches task; URL defaults to
 	// DefaultTaskURL.
@@ -859,9 +864,12 @@ func routes(pl *Image, img *spec.Image, chain []*spec.Layer) error {
 			Servers []server `yaml:"servers"`
 		} `yaml:"loadBalancer"`
 	}
+	// A router without entryPoints listens on every entry point, the
+	// dashboard's too: bind each to web.
 	type router struct {
-		Rule    string `yaml:"rule"`
-		Service string `yaml:"service"`
+		EntryPoints []string `yaml:"entryPoints"`
+		Rule        string   `yaml:"rule"`
+		Service     string   `yaml:"service"`
 	}
 	routers, services := map[string]router{}, map[string]service{}
 	for _, l := range chain {
@@ -874,7 +882,7 @@ func routes(pl *Image, img *spec.Image, chain []*spec.Layer) error {
 		if l.Route.Port < 1 || l.Route.Port > 65535 {
 			return fmt.Errorf("%s: route port %d is out of range", l.Pos.File, l.Route.Port)
 		}
-		routers[l.Name] = router{Rule: "Host(`" + l.Route.Host + "`)", Service: l.Name}
+		routers[l.Name] = router{EntryPoints: []string{TraefikEntryPoint}, Rule: "Host(`" + l.Route.Host + "`)", Service: l.Name}
 		var s service
 		s.LoadBalancer.Servers = []server{{URL: "http://127.0.0.1:" + strconv.Itoa(l.Route.Port)}}
 		services[l.Name] = s

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"gopkg.in/yaml.v3"
+
 	"github.com/overthink/ov/plan"
 	"github.com/overthink/ov/spec"
 )
@@ -178,13 +180,15 @@ func TestReferencesAndTags(t *testing.T) {
 	if got := m["other"].Tags; !slices.Equal(got, []string{"ghcr.io/o/other:nightly"}) {
 		t.Errorf("other tags %v", got)
 	}
-	// --tag replaces auto, and the children follow.
+	// --tag replaces the CalVer of auto (latest stays), and the children
+	// keep referring to :latest, so their Containerfiles do not change
+	// with the version.
 	plans, err := plan.Build(family(t), nil, plan.Options{CalVer: "x", TagOverride: "rc1"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	m = byName(plans)
-	if m["app"].ParentRef != "ghcr.io/o/base:rc1" || !slices.Equal(m["leaf"].Tags, []string{"ghcr.io/o/leaf:rc1"}) {
+	if m["app"].ParentRef != "ghcr.io/o/base:latest" || !slices.Equal(m["leaf"].Tags, []string{"ghcr.io/o/leaf:rc1", "ghcr.io/o/leaf:latest"}) {
 		t.Errorf("override: app parent %q, leaf tags %v", m["app"].ParentRef, m["leaf"].Tags)
 	}
 }
@@ -497,5 +501,39 @@ func TestAttach(t *testing.T) {
 	}
 	if img.Attach(nil) != img {
 		t.Error("Attach(nil) copied")
+	}
+}
+
+// Routes are bound to the web entry point of the shipped traefik config,
+// not to every entry point (the dashboard's included).
+func TestRoutesEntryPoint(t *testing.T) {
+	m := byName(first(build(t, family(t))))
+	var routes struct {
+		HTTP struct {
+			Routers map[string]struct {
+				EntryPoints []string `yaml:"entryPoints"`
+				Rule        string   `yaml:"rule"`
+			} `yaml:"routers"`
+		} `yaml:"http"`
+	}
+	if err := yaml.Unmarshal(m["app"].Routes, &routes); err != nil {
+		t.Fatal(err)
+	}
+	r, ok := routes.HTTP.Routers["svc"]
+	if !ok || !slices.Equal(r.EntryPoints, []string{"web"}) || r.Rule != "Host(`svc.localhost`)" {
+		t.Errorf("routes:\n%s", m["app"].Routes)
+	}
+	var static struct {
+		EntryPoints map[string]any `yaml:"entryPoints"`
+	}
+	data, err := os.ReadFile("../layers/traefik/traefik.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(data, &static); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := static.EntryPoints[plan.TraefikEntryPoint]; !ok {
+		t.Errorf("layers/traefik/traefik.yml has no entry point %q: %v", plan.TraefikEntryPoint, static.EntryPoints)
 	}
 }
