@@ -20,7 +20,8 @@ func (c *InspectCmd) Help() string {
 image's platforms, pkg and user carry over to images built on it) as JSON:
 "layers" is the resolved install order (dependencies first, without layers
 a base image already installs), "layers_written" the list in images.yml,
-"tags" the references a build is tagged with now.
+"tags" the references a build is tagged with now, "tag" the first of them
+(for tag auto, the CalVer of now; latest is the last).
 
 Example: ov inspect fedora-test --format layers`
 }
@@ -75,7 +76,6 @@ func (c *InspectCmd) Run(g *Globals) error {
 		Bootc:         img.Bootc,
 		Platforms:     nonNil(img.Platforms),
 		Registry:      img.Registry,
-		Tag:           img.Tag,
 		Tags:          img.Tags(g.CalVer(), ""),
 		Pkg:           img.Pkg,
 		Layers:        nonNil(img.Install),
@@ -86,6 +86,7 @@ func (c *InspectCmd) Run(g *Globals) error {
 		GID:           img.GID,
 		Chain:         []string{},
 	}
+	v.Tag = v.Tags[0]
 	for _, ci := range p.Chain(img) {
 		v.Chain = append(v.Chain, ci.Name)
 	}
