@@ -47,19 +47,23 @@ func (img *Image) Ref() string {
 	return img.Registry + "/" + img.Name
 }
 
-// Tags returns the full references to tag a build of img with. The tag is
-// img.Tag, except that a non-empty override replaces "auto" (as
-// `ov generate --tag` does; pinned tags such as "1.2.3" stay). "auto" gives
-// <ref>:<calver> and <ref>:latest; any other tag gives just <ref>:<tag>.
+// Tags returns the full references to tag a build of img with. "auto"
+// gives <ref>:<calver> and <ref>:latest; a non-empty override replaces the
+// CalVer (as `ov generate --tag` does), so <ref>:<override> and
+// <ref>:latest; any other tag (pinned, such as "1.2.3") gives just
+// <ref>:<tag>, override or not.
 func (img *Image) Tags(calver, override string) []string {
-	tag := img.Tag
-	if override != "" && tag == "auto" {
-		tag = override
+	if img.Tag != "auto" {
+		return []string{img.Ref() + ":" + img.Tag}
 	}
-	if tag == "auto" {
-		return []string{img.Ref() + ":" + calver, img.Ref() + ":latest"}
+	version := calver
+	if override != "" && override != "auto" {
+		version = override
 	}
-	return []string{img.Ref() + ":" + tag}
+	if version == "latest" {
+		return []string{img.Ref() + ":latest"}
+	}
+	return []string{img.Ref() + ":" + version, img.Ref() + ":latest"}
 }
 
 // KV is an environment variable.

@@ -86,7 +86,8 @@ func TestTags(t *testing.T) {
 		{Image{Name: "fedora", Tag: "auto"}, "", []string{"fedora:2026.47.905", "fedora:latest"}},
 		{Image{Name: "fedora", Registry: "ghcr.io/acme", Tag: "nightly"}, "", []string{"ghcr.io/acme/fedora:nightly"}},
 		{Image{Name: "fedora", Registry: "ghcr.io/acme", Tag: "1.2.3"}, "", []string{"ghcr.io/acme/fedora:1.2.3"}},
-		{Image{Name: "fedora", Tag: "auto"}, "dev", []string{"fedora:dev"}},
+		{Image{Name: "fedora", Tag: "auto"}, "dev", []string{"fedora:dev", "fedora:latest"}},
+		{Image{Name: "fedora", Tag: "auto"}, "latest", []string{"fedora:latest"}},
 		{Image{Name: "fedora", Tag: "auto"}, "auto", []string{"fedora:2026.47.905", "fedora:latest"}},
 		// The override replaces "auto" only: pinned tags stay.
 		{Image{Name: "fedora", Tag: "1.2.3"}, "dev", []string{"fedora:1.2.3"}},

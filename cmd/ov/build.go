@@ -33,7 +33,7 @@ type BuildCmd struct {
 	Push        bool              `help:"Push every tag of each image to its registry (credentials from the docker config)."`
 	Load        bool              `help:"Load each image into the container engine (the host platform unless --platform picks one)."`
 	Output      string            `short:"o" placeholder:"oci:DIR|oci-archive:FILE" help:"Write OCI image layouts to DIR/<image>, or one image as an OCI archive. Default, when neither --push nor --load is given: oci:.build/oci."`
-	Tag         string            `placeholder:"TAG" help:"Tag to use instead of \"auto\" (CalVer + latest)."`
+	Tag         string            `placeholder:"TAG" help:"Version for images with tag \"auto\": TAG + latest instead of CalVer + latest."`
 	Progress    string            `enum:"auto,tty,plain,rawjson,quiet" default:"auto" help:"Progress display: auto, tty, plain, rawjson or quiet."`
 	DryRun      bool              `name:"dry-run" help:"Print what would be built (images, platforms, tags, outputs) and stop; connects to nothing."`
 	CacheTo     []string          `name:"cache-to" sep:"none" placeholder:"type=registry,ref=REF|type=local,dest=DIR" help:"Export build cache (per image: REF's tag gets -<image>, DIR gets /<image>). Repeatable."`

@@ -17,7 +17,7 @@ import (
 
 // GenerateCmd writes .build/ for docker buildx bake.
 type GenerateCmd struct {
-	Tag         string            `placeholder:"TAG" help:"Tag to use instead of \"auto\" (CalVer + latest)."`
+	Tag         string            `placeholder:"TAG" help:"Version for images with tag \"auto\": TAG + latest instead of CalVer + latest."`
 	TaskURL     string            `name:"task-url" env:"OV_TASK_URL" placeholder:"URL" help:"Directory URL holding task_linux_<arch>.tar.gz for the bootstrap (default: the go-task v3.54.0 release)."`
 	TaskSHA256  map[string]string `name:"task-sha256" env:"OV_TASK_SHA256" mapsep:"," placeholder:"amd64=HEX,arm64=HEX" help:"Pin the task archives by sha256, per architecture."`
 	OfflineUser bool              `name:"offline-user" help:"Do not read base images' /etc/passwd: use the configured user, uid and gid with home /home/<user> (also OV_OFFLINE=1)."`

@@ -100,7 +100,7 @@ func TestGenerateCommand(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, out)
 	}
 	second, _ := os.ReadFile(filepath.Join(dir, ".build/docker-bake.hcl"))
-	if !bytes.Equal(first, second) || !bytes.Contains(first, []byte(`tags       = ["ov.test/app:v1"]`)) {
+	if !bytes.Equal(first, second) || !bytes.Contains(first, []byte(`tags       = ["ov.test/app:v1", "ov.test/app:latest"]`)) {
 		t.Errorf("--tag runs differ or lack the tag:\n%s\n%s", first, second)
 	}
 
