@@ -75,9 +75,11 @@ func TestWriteProject(t *testing.T) {
 		for _, d := range l.Depends {
 			dependents[d]++
 		}
+		for _, f := range l.Installs {
+			has[f.Name]++
+		}
 		for what, ok := range map[string]bool{
-			"deb": l.Deb != nil, "rpm": l.Rpm != nil, "root.yml": l.RootYml, "user.yml": l.UserYml,
-			"package.json": l.PackageJSON, "Cargo.toml": l.CargoToml, "pixi.toml": l.Pixi == "pixi.toml",
+			"deb": l.Deb != nil, "rpm": l.Rpm != nil,
 			"env": len(l.Env) > 0, "path_append": len(l.PathAppend) > 0, "ports": len(l.Ports) > 0,
 			"service": l.Service != "", "route": l.Route != nil, "copr": l.Rpm != nil && len(l.Rpm.Copr) > 0,
 		} {

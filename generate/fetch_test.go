@@ -17,6 +17,7 @@ import (
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 
 	"github.com/overthink/ov/generate"
+	"github.com/overthink/ov/installfile"
 	"github.com/overthink/ov/plan"
 	"github.com/overthink/ov/spec"
 )
@@ -49,7 +50,7 @@ func fetchScript(t *testing.T, src plan.TaskSource, dir string) string {
 	t.Helper()
 	o := testOptions()
 	o.Task = src
-	p := project(t, "rpm", &spec.Layer{Name: "x", RootYml: true})
+	p := project(t, "rpm", &spec.Layer{Name: "x", Installs: installfile.Files("root.yml")})
 	plans, err := plan.Build(p, nil, o)
 	if err != nil {
 		t.Fatal(err)

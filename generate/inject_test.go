@@ -17,6 +17,7 @@ import (
 	"mvdan.cc/sh/v3/syntax"
 
 	"github.com/overthink/ov/generate"
+	"github.com/overthink/ov/installfile"
 	"github.com/overthink/ov/plan"
 	"github.com/overthink/ov/spec"
 )
@@ -142,8 +143,8 @@ func TestEnvValuesRoundTrip(t *testing.T) {
 		benign[k] = "x"
 	}
 	evil := []string{`/opt/a "b"`, `/opt/$x`, `/opt/back\slash`, `/opt/${y}`}
-	pl, cf := build(t, project(t, "deb", &spec.Layer{Name: "e", Env: env, PathAppend: evil, RootYml: true}))
-	_, cfBenign := build(t, project(t, "deb", &spec.Layer{Name: "e", Env: benign, PathAppend: []string{"/a", "/b", "/c", "/d"}, RootYml: true}))
+	pl, cf := build(t, project(t, "deb", &spec.Layer{Name: "e", Env: env, PathAppend: evil, Installs: installfile.Files("root.yml")}))
+	_, cfBenign := build(t, project(t, "deb", &spec.Layer{Name: "e", Env: benign, PathAppend: []string{"/a", "/b", "/c", "/d"}, Installs: installfile.Files("root.yml")}))
 	if !slices.Equal(shape(t, cf), shape(t, cfBenign)) {
 		t.Fatalf("values changed the instructions:\n%s", cf)
 	}
@@ -165,12 +166,12 @@ func TestEnvValuesRoundTrip(t *testing.T) {
 
 func TestEnvNewlineRejected(t *testing.T) {
 	for _, v := range []string{"a\nRUN id", "a\r\nb", "a\\\nb", "nul\x00"} {
-		_, err := plan.Build(project(t, "deb", &spec.Layer{Name: "e", Env: map[string]string{"K": v}, RootYml: true}), nil, testOptions())
+		_, err := plan.Build(project(t, "deb", &spec.Layer{Name: "e", Env: map[string]string{"K": v}, Installs: installfile.Files("root.yml")}), nil, testOptions())
 		if err == nil || !strings.Contains(err.Error(), "layers/e/layer.yml") || !strings.Contains(err.Error(), "env K") {
 			t.Errorf("value %q: got error %v, want one naming env K in layers/e/layer.yml", v, err)
 		}
 	}
-	_, err := plan.Build(project(t, "deb", &spec.Layer{Name: "e", PathAppend: []string{"/a\n/b"}, RootYml: true}), nil, testOptions())
+	_, err := plan.Build(project(t, "deb", &spec.Layer{Name: "e", PathAppend: []string{"/a\n/b"}, Installs: installfile.Files("root.yml")}), nil, testOptions())
 	if err == nil {
 		t.Error("newline in path_append accepted")
 	}
@@ -354,7 +355,7 @@ func TestRejected(t *testing.T) {
 			return project(t, "deb", &spec.Layer{Name: "r", Route: &spec.Route{Host: "a\n  evil: 1", Port: 80}, Service: "[program:r]\n"})
 		}, okUsers, "route host"},
 		{"image name", func(t *testing.T) *spec.Project {
-			p := project(t, "deb", &spec.Layer{Name: "x", RootYml: true})
+			p := project(t, "deb", &spec.Layer{Name: "x", Installs: installfile.Files("root.yml")})
 			img := p.Images["img"]
 			img.Name = `img" {}`
 			p.Images = map[string]*spec.Image{img.Name: img}
@@ -362,37 +363,37 @@ func TestRejected(t *testing.T) {
 			return p
 		}, okUsers, "image name"},
 		{"reserved layer name", func(t *testing.T) *spec.Project {
-			return project(t, "deb", &spec.Layer{Name: "supervisord-conf", RootYml: true})
+			return project(t, "deb", &spec.Layer{Name: "supervisord-conf", Installs: installfile.Files("root.yml")})
 		}, okUsers, "reserved"},
 		{"pixi-build layer name", func(t *testing.T) *spec.Project {
-			return project(t, "deb", &spec.Layer{Name: "x-pixi-build", RootYml: true})
+			return project(t, "deb", &spec.Layer{Name: "x-pixi-build", Installs: installfile.Files("root.yml")})
 		}, okUsers, "reserved"},
 		{"bad layer name", func(t *testing.T) *spec.Project {
-			return project(t, "deb", &spec.Layer{Name: "a b", RootYml: true})
+			return project(t, "deb", &spec.Layer{Name: "a b", Installs: installfile.Files("root.yml")})
 		}, okUsers, "layer name"},
 		{"base reference", func(t *testing.T) *spec.Project {
-			p := project(t, "deb", &spec.Layer{Name: "x", RootYml: true})
+			p := project(t, "deb", &spec.Layer{Name: "x", Installs: installfile.Files("root.yml")})
 			p.Images["img"].Base = "debian:$TAG"
 			return p
 		}, okUsers, "base"},
 		{"home from the base", func(t *testing.T) *spec.Project {
-			return project(t, "deb", &spec.Layer{Name: "x", RootYml: true})
+			return project(t, "deb", &spec.Layer{Name: "x", Installs: installfile.Files("root.yml")})
 		}, plan.Options{CalVer: calver, Users: func(context.Context, string, spec.User) (spec.User, error) {
 			return spec.User{Name: "u", UID: 1000, GID: 1000, Home: "/home/a b,dst=/x"}, nil
 		}}, "home"},
 		{"user name from the base", func(t *testing.T) *spec.Project {
-			return project(t, "deb", &spec.Layer{Name: "x", RootYml: true})
+			return project(t, "deb", &spec.Layer{Name: "x", Installs: installfile.Files("root.yml")})
 		}, plan.Options{CalVer: calver, Users: func(context.Context, string, spec.User) (spec.User, error) {
 			return spec.User{Name: "u;id", UID: 1000, GID: 1000, Home: "/home/u"}, nil
 		}}, "user name"},
 		{"task url", func(t *testing.T) *spec.Project {
-			return project(t, "deb", &spec.Layer{Name: "x", RootYml: true})
+			return project(t, "deb", &spec.Layer{Name: "x", Installs: installfile.Files("root.yml")})
 		}, plan.Options{CalVer: calver, Task: plan.TaskSource{URL: "https://x/'; id #"}}, "task download location"},
 		{"task sha", func(t *testing.T) *spec.Project {
-			return project(t, "deb", &spec.Layer{Name: "x", RootYml: true})
+			return project(t, "deb", &spec.Layer{Name: "x", Installs: installfile.Files("root.yml")})
 		}, plan.Options{CalVer: calver, Task: plan.TaskSource{URL: "https://x", SHA256: map[string]string{"amd64": "abc; id"}}}, "sha256"},
 		{"no calver", func(t *testing.T) *spec.Project {
-			p := project(t, "deb", &spec.Layer{Name: "x", RootYml: true})
+			p := project(t, "deb", &spec.Layer{Name: "x", Installs: installfile.Files("root.yml")})
 			p.Images["img"].Tag = "auto"
 			return p
 		}, plan.Options{}, "CalVer"},

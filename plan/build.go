@@ -18,6 +18,7 @@ import (
 	"github.com/distribution/reference"
 	"gopkg.in/yaml.v3"
 
+	"github.com/overthink/ov/installfile"
 	"github.com/overthink/ov/spec"
 )
 
@@ -308,7 +309,7 @@ func (b *builder) image(img *spec.Image) (*Image, error) {
 
 	// Scratch stages for the layers whose files steps read.
 	for _, l := range own {
-		if l.RootYml || l.Pixi != "" || l.PackageJSON || l.CargoToml || l.UserYml {
+		if len(l.Installs) > 0 {
 			rel, err := filepath.Rel(b.p.Dir, l.Dir)
 			if err != nil || !filepath.IsLocal(rel) {
 				rel = "layers/" + l.Name
@@ -325,13 +326,11 @@ func (b *builder) image(img *spec.Image) (*Image, error) {
 	// Pixi stages and the copies of their environments.
 	envDir := path.Join(u.Home, ".pixi/envs/default")
 	for _, l := range own {
-		if l.Pixi == "" {
+		f, ok := l.Install("pixi")
+		if !ok {
 			continue
 		}
-		ps, err := pixiStage(l, b.opts.PixiImage, u.Home, envDir)
-		if err != nil {
-			return nil, err
-		}
+		ps := pixiStage(l.Name, f, b.opts.PixiImage, u.Home, envDir)
 		pl.Pixi = append(pl.Pixi, ps)
 		pl.Steps = append(pl.Steps, Step{Kind: Copy, From: ps.Stage, Src: envDir, Dst: envDir, Chown: owner,
 			Desc: "COPY pixi environment of " + l.Name})
@@ -509,33 +508,15 @@ func unpackTask(t TaskSource) string {
 		unpack
 }
 
-func pixiStage(l *spec.Layer, image, home, envDir string) (PixiStage, error) {
+func pixiStage(layer string, f installfile.File, image, home, envDir string) PixiStage {
 	ps := PixiStage{
-		Layer: l.Name, Stage: l.Name + "-pixi-build", Image: image, Manifest: l.Pixi,
-		Workdir: home, EnvDir: envDir, Files: []string{l.Pixi},
+		Layer: layer, Stage: layer + "-pixi-build", Image: image, Manifest: f.Name,
+		Workdir: home, EnvDir: envDir, Files: []string{f.Name}, Install: f.Kind.Shell(home, f),
 	}
-	switch l.Pixi {
-	case "pixi.toml":
-		ps.Install = "pixi install"
-		if _, err := os.Stat(filepath.Join(l.Dir, "pixi.lock")); err == nil {
-			ps.Files = append(ps.Files, "pixi.lock")
-		} else if !errors.Is(err, fs.ErrNotExist) {
-			return ps, fmt.Errorf("layer %q: %w", l.Name, err)
-		}
-	case "pyproject.toml":
-		ps.Install = "pixi install --manifest-path pyproject.toml"
-		if _, err := os.Stat(filepath.Join(l.Dir, "pixi.lock")); err == nil {
-			ps.Files = append(ps.Files, "pixi.lock")
-		}
-	case "environment.yml":
-		// `pixi init --import` makes the environment the default one; the
-		// spec's `pixi project import` is gone from pixi and imported into
-		// a named, non-default environment.
-		ps.Install = "pixi init --import environment.yml && pixi install"
-	default:
-		return ps, fmt.Errorf("layer %q: unknown pixi manifest %q", l.Name, l.Pixi)
+	if f.Lock != "" {
+		ps.Files = append(ps.Files, f.Lock)
 	}
-	return ps, nil
+	return ps
 }
 
 // layerSteps turns a layer's install files into steps.
@@ -546,45 +527,41 @@ type layerSteps struct {
 }
 
 func (ls *layerSteps) steps(l *spec.Layer) ([]Step, error) {
-	var pkgs, root, user []Step
+	var out []Step
 	if s, ok, err := packageStep(ls.pkg, l); err != nil {
 		return nil, err
 	} else if ok {
-		pkgs = append(pkgs, s)
+		out = append(out, s)
 	}
-	if l.RootYml {
-		root = append(root, Step{Kind: Run, User: "root", Shell: "cd " + LayerMount + " && task -t root.yml install",
-			Mounts: append([]Mount{layerMount(l.Name)}, pkgCache(ls.pkg)...), Desc: "root.yml"})
+	for _, f := range l.Installs {
+		if f.Kind.Stage {
+			continue
+		}
+		// An install file adds files of the layer's own: see Step.Detach.
+		s := Step{Kind: Run, User: ls.uid, Shell: f.Kind.Shell(LayerMount, f),
+			Mounts: append([]Mount{layerMount(l.Name)}, ls.cache(f.Kind.Cache)...), Desc: f.Name, Detach: true}
+		if f.Kind.Root {
+			s.User = "root"
+		}
+		out = append(out, s)
 	}
-	if l.PackageJSON {
-		// `npm install -g <dir>` only links to the directory, which is gone
-		// after the step: install a packed copy.
-		user = append(user, Step{Kind: Run, User: ls.uid,
-			Shell:  `tmp="$(mktemp -d)" && npm pack ` + LayerMount + ` --pack-destination "$tmp" && npm install -g "$tmp"/*.tgz && rm -rf "$tmp"`,
-			Mounts: []Mount{layerMount(l.Name), npmCache(ls.user)}, Desc: "package.json"})
-	}
-	if l.CargoToml {
-		// cargo writes target/ next to the sources unless told otherwise,
-		// and the layer's files are read-only.
-		user = append(user, Step{Kind: Run, User: ls.uid,
-			Shell:  `tmp="$(mktemp -d)" && CARGO_TARGET_DIR="$tmp" cargo install --path ` + LayerMount + ` && rm -rf "$tmp"`,
-			Mounts: []Mount{layerMount(l.Name), cargoCache(ls.user)}, Desc: "Cargo.toml"})
-	}
-	if l.UserYml {
-		user = append(user, Step{Kind: Run, User: ls.uid, Shell: "cd " + LayerMount + " && task -t user.yml install",
-			Mounts: []Mount{layerMount(l.Name), npmCache(ls.user)}, Desc: "user.yml"})
-	}
-	// Everything but the package install adds files of the layer's own:
-	// see Step.Detach.
-	own := append(root, user...)
-	for i := range own {
-		own[i].Detach = true
-	}
-	out := append(pkgs, own...)
 	for i := range out {
 		out[i].Layer = l.Name
 	}
 	return out, nil
+}
+
+// cache returns the mounts of a kind's cache.
+func (ls *layerSteps) cache(c installfile.Cache) []Mount {
+	switch c {
+	case installfile.PackageCache:
+		return pkgCache(ls.pkg)
+	case installfile.NpmCache:
+		return []Mount{npmCache(ls.user)}
+	case installfile.CargoCache:
+		return []Mount{cargoCache(ls.user)}
+	}
+	return nil
 }
 
 // depends maps each of own to the layers of own it names in depends (layers

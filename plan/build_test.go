@@ -11,6 +11,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/overthink/ov/installfile"
 	"github.com/overthink/ov/plan"
 	"github.com/overthink/ov/spec"
 )
@@ -35,10 +36,10 @@ func family(t *testing.T) *spec.Project {
 	p := &spec.Project{Dir: dir, Images: map[string]*spec.Image{}, Layers: map[string]*spec.Layer{}}
 	for _, l := range []*spec.Layer{
 		layer(&spec.Layer{Name: "tools", Deb: &spec.Deb{Packages: []string{"nodejs", "npm", "cargo"}}, Ports: []int{9090, 80}}),
-		layer(&spec.Layer{Name: "node", PackageJSON: true, Env: map[string]string{"NPM_CONFIG_PREFIX": "~/.npm-global"}, PathAppend: []string{"~/.npm-global/bin"}}),
-		layer(&spec.Layer{Name: "rust", CargoToml: true, UserYml: true, RootYml: true}),
+		layer(&spec.Layer{Name: "node", Env: map[string]string{"NPM_CONFIG_PREFIX": "~/.npm-global"}, PathAppend: []string{"~/.npm-global/bin"}, Installs: installfile.Files("package.json")}),
+		layer(&spec.Layer{Name: "rust", Installs: installfile.Files("root.yml", "Cargo.toml", "user.yml")}),
 		layer(&spec.Layer{Name: "svc", Service: "[program:svc]\ncommand=true", Route: &spec.Route{Host: "svc.localhost", Port: 9090}}),
-		layer(&spec.Layer{Name: "leaf", UserYml: true, Ports: []int{80, 7000}}),
+		layer(&spec.Layer{Name: "leaf", Ports: []int{80, 7000}, Installs: installfile.Files("user.yml")}),
 	} {
 		p.Layers[l.Name] = l
 	}
@@ -323,12 +324,12 @@ func TestPixiStages(t *testing.T) {
 	p := family(t)
 	for _, kind := range []string{"pixi.toml", "pyproject.toml", "environment.yml"} {
 		name := "py-" + strings.Split(kind, ".")[0]
-		l := &spec.Layer{Name: name, Pixi: kind, Dir: filepath.Join(p.Dir, "layers", name)}
+		l := &spec.Layer{Name: name, Installs: installfile.Files(kind), Dir: filepath.Join(p.Dir, "layers", name)}
 		os.MkdirAll(l.Dir, 0o755)
 		p.Layers[name] = l
 		p.Images["other"].Install = append(p.Images["other"].Install, name)
 	}
-	os.WriteFile(filepath.Join(p.Layers["py-pixi"].Dir, "pixi.lock"), []byte("version: 6\n"), 0o644)
+	p.Layers["py-pixi"].Installs[0].Lock = "pixi.lock"
 	plans, err := plan.Build(p, []string{"other"}, plan.Options{CalVer: "1", PixiImage: "example.com/pixi:0.50"})
 	if err != nil {
 		t.Fatal(err)
@@ -434,9 +435,9 @@ func TestDetach(t *testing.T) {
 	}
 	// repo adds an apt source that pkgs installs from: it must stay in the
 	// chain. files depends on tools (attached) and may detach.
-	mk(&spec.Layer{Name: "repo", RootYml: true})
-	mk(&spec.Layer{Name: "pkgs", Depends: []string{"repo"}, Deb: &spec.Deb{Packages: []string{"jq"}}, UserYml: true})
-	mk(&spec.Layer{Name: "files", Depends: []string{"tools", "pkgs"}, RootYml: true, UserYml: true})
+	mk(&spec.Layer{Name: "repo", Installs: installfile.Files("root.yml")})
+	mk(&spec.Layer{Name: "pkgs", Depends: []string{"repo"}, Deb: &spec.Deb{Packages: []string{"jq"}}, Installs: installfile.Files("user.yml")})
+	mk(&spec.Layer{Name: "files", Depends: []string{"tools", "pkgs"}, Installs: installfile.Files("root.yml", "user.yml")})
 	p.Images["other"].Install = []string{"tools", "repo", "pkgs", "files", "node"}
 	p.Images["other"].Layers = p.Images["other"].Install
 	plans, _ := build(t, p, "other", "app")

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -80,11 +81,11 @@ func TestShippedLibrary(t *testing.T) {
 		}
 	}
 	tr := p.Layer("traefik")
-	if !tr.RootYml || tr.Service == "" || len(tr.Ports) != 2 {
+	if !slices.Contains(tr.Files(), "root.yml") || tr.Service == "" || len(tr.Ports) != 2 {
 		t.Errorf("traefik layer: %+v", tr)
 	}
 	ta := p.Layer("testapi")
-	if ta.Route == nil || *ta.Route != (Route{Host: "testapi.localhost", Port: 9090}) || !ta.UserYml || ta.Pixi != "pixi.toml" {
+	if ta.Route == nil || *ta.Route != (Route{Host: "testapi.localhost", Port: 9090}) || !slices.Contains(ta.Files(), "user.yml") || !slices.Contains(ta.Files(), "pixi.toml") {
 		t.Errorf("testapi layer: %+v", ta)
 	}
 }

@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/overthink/ov/installfile"
 )
 
 var (
@@ -21,10 +23,6 @@ var (
 	repoKeys  = []string{"name", "url", "gpgkey"}
 	debKeys   = []string{"packages"}
 	routeKeys = []string{"host", "port"}
-
-	// PixiManifests are the pixi manifests a layer may have, in the priority
-	// order pixi itself uses.
-	PixiManifests = []string{"pixi.toml", "pyproject.toml", "environment.yml"}
 )
 
 // layerSrc is what validation needs beyond the model: where each depends
@@ -412,75 +410,68 @@ func parseRepos(d *doc, n *yaml.Node) []Repo {
 	return out
 }
 
-// detectFiles records the layer's install files and checks the rules about
-// them.
+// detectFiles records the layer's install files (installfile.Kinds) and
+// checks the rules about them.
 func (l *loader) detectFiles(layer *Layer, dir layerDir) error {
 	rel := "layers/" + layer.Name
-	isFile := func(name string) (bool, error) {
-		typ, ok, err := dir.typeOf(name)
-		if err != nil || !ok {
-			return false, err
+	present := false // a file of some kind, even if it fails a check
+	for _, k := range installfile.Kinds {
+		var found []string
+		for _, name := range k.Files {
+			typ, ok, err := dir.typeOf(name)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				continue
+			}
+			if !typ.IsRegular() {
+				l.errs.add(Pos{File: rel + "/" + name}, "%s must be a regular file", name)
+				continue
+			}
+			found = append(found, name)
 		}
-		if !typ.IsRegular() {
-			l.errs.add(Pos{File: rel + "/" + name}, "%s must be a regular file", name)
-			return false, nil
+		if len(found) == 0 {
+			continue
 		}
-		return true, nil
-	}
-	var err error
-	if layer.RootYml, err = isFile("root.yml"); err != nil {
-		return err
-	}
-	if layer.RootYml {
-		if err := l.checkTaskfile(rel + "/root.yml"); err != nil {
-			return err
+		present = true
+		if len(found) > 1 {
+			l.errs.add(Pos{File: rel}, "more than one %s manifest (%s): keep only one", k.Name, strings.Join(found, ", "))
 		}
-	}
-	var manifests []string
-	for _, m := range PixiManifests {
-		ok, err := isFile(m)
-		if err != nil {
-			return err
+		f := installfile.File{Kind: k, Name: found[0]}
+		file := rel + "/" + f.Name
+		if k.Dir != "" {
+			typ, ok, err := dir.typeOf(k.Dir)
+			if err != nil {
+				return err
+			}
+			if !ok || !typ.IsDir() {
+				l.errs.add(Pos{File: file}, "%s requires a %s/ directory next to it", f.Name, k.Dir)
+				continue
+			}
 		}
-		if ok {
-			manifests = append(manifests, m)
+		if k.Taskfile {
+			if err := l.checkTaskfile(file); err != nil {
+				return err
+			}
 		}
-	}
-	if len(manifests) > 0 {
-		layer.Pixi = manifests[0]
-	}
-	if len(manifests) > 1 {
-		l.errs.add(Pos{File: rel}, "more than one pixi manifest (%s): keep only one", strings.Join(manifests, ", "))
-	}
-	if layer.PackageJSON, err = isFile("package.json"); err != nil {
-		return err
-	}
-	cargo, err := isFile("Cargo.toml")
-	if err != nil {
-		return err
-	}
-	if cargo {
-		typ, ok, err := dir.typeOf("src")
-		if err != nil {
-			return err
+		if k.Read != nil {
+			sub, err := fs.Sub(l.fsys, rel)
+			if err != nil {
+				return err
+			}
+			if err := k.Read(sub, &f); err != nil {
+				l.errs.add(Pos{File: file}, "%v", err)
+				continue
+			}
 		}
-		if !ok || !typ.IsDir() {
-			l.errs.add(Pos{File: rel + "/Cargo.toml"}, "Cargo.toml requires a src/ directory next to it")
-		} else {
-			layer.CargoToml = true
-		}
-	}
-	if layer.UserYml, err = isFile("user.yml"); err != nil {
-		return err
-	}
-	if layer.UserYml {
-		if err := l.checkTaskfile(rel + "/user.yml"); err != nil {
-			return err
-		}
+		layer.Installs = append(layer.Installs, f)
 	}
 	hasPackages := (layer.Rpm != nil && len(layer.Rpm.Packages) > 0) || (layer.Deb != nil && len(layer.Deb.Packages) > 0)
-	if !hasPackages && !layer.RootYml && len(manifests) == 0 && !layer.PackageJSON && !cargo && !layer.UserYml {
-		l.errs.add(Pos{File: rel}, "layer has no install file (rpm/deb packages in layer.yml, root.yml, %s, package.json, Cargo.toml or user.yml)", strings.Join(PixiManifests, ", "))
+	if !hasPackages && !present {
+		names := installfile.Names()
+		l.errs.add(Pos{File: rel}, "layer has no install file (rpm/deb packages in layer.yml, %s or %s)",
+			strings.Join(names[:len(names)-1], ", "), names[len(names)-1])
 	}
 	return nil
 }
@@ -541,22 +532,21 @@ func (l *Layer) Files() []string {
 	if len(l.Packages("rpm")) > 0 || len(l.Packages("deb")) > 0 {
 		out = append(out, "layer.yml")
 	}
-	if l.RootYml {
-		out = append(out, "root.yml")
-	}
-	if l.Pixi != "" {
-		out = append(out, l.Pixi)
-	}
-	if l.PackageJSON {
-		out = append(out, "package.json")
-	}
-	if l.CargoToml {
-		out = append(out, "Cargo.toml")
-	}
-	if l.UserYml {
-		out = append(out, "user.yml")
+	for _, f := range l.Installs {
+		out = append(out, f.Name)
 	}
 	return out
+}
+
+// Install returns the layer's install file of the named kind
+// (installfile.Kind.Name).
+func (l *Layer) Install(kind string) (installfile.File, bool) {
+	for _, f := range l.Installs {
+		if f.Kind.Name == kind {
+			return f, true
+		}
+	}
+	return installfile.File{}, false
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -3,6 +3,8 @@
 // settings and ordered layers, and layers with their detected install files.
 package spec
 
+import "github.com/overthink/ov/installfile"
+
 // Pos points at the source of a value, for file:line errors. File is relative
 // to the project directory (e.g. "images.yml", "layers/rust/layer.yml").
 type Pos struct {
@@ -69,12 +71,9 @@ type Layer struct {
 	Rpm        *Rpm
 	Deb        *Deb
 
-	// Detected install files, in processing order.
-	RootYml     bool
-	Pixi        string // "pixi.toml", "pyproject.toml", "environment.yml" or ""
-	PackageJSON bool
-	CargoToml   bool // with src/
-	UserYml     bool
+	// Installs are the layer's install files (root.yml, a pixi manifest,
+	// package.json, ...), in processing order (installfile.Kinds).
+	Installs []installfile.File
 }
 
 // Route is a traefik route: host name to backend port.

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -228,7 +229,7 @@ func TestNewLayer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if l := p.Layer("my-tool"); l == nil || !l.RootYml || l.Route != nil || len(l.Depends) != 0 {
+	if l := p.Layer("my-tool"); l == nil || !slices.Contains(l.Files(), "root.yml") || l.Route != nil || len(l.Depends) != 0 {
 		t.Errorf("scaffolded layer: %+v", l)
 	}
 	if _, stderr, code := ov(t, "-C", dir, "new", "layer", "my-tool"); code != 1 || !strings.Contains(stderr, "already exists") {
