@@ -2,12 +2,12 @@ package explain
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"maps"
-	"os"
 	"path/filepath"
 	"reflect"
+
+	"github.com/overthink/ov/internal/builddir"
 )
 
 // Dir is where records live, relative to the project.
@@ -20,7 +20,7 @@ func Path(dir, image string) string { return filepath.Join(dir, Dir, image+".jso
 // (or it is from another ov version, or unreadable: it only costs an
 // explanation).
 func Read(dir, image string) *Record {
-	b, err := os.ReadFile(Path(dir, image))
+	b, err := builddir.ReadFile(dir, Dir+"/"+image+".json")
 	if err != nil {
 		return nil
 	}
@@ -31,7 +31,8 @@ func Read(dir, image string) *Record {
 	return &r
 }
 
-// Write records r in project dir atomically. Platforms built earlier from
+// Write records r in project dir atomically (builddir.WriteFile: no
+// symbolic link under .build/ is followed). Platforms built earlier from
 // the same inputs on the same builder stay recorded: a build narrowed with
 // --platform does not forget the others.
 func Write(dir string, r *Record) error {
@@ -47,22 +48,7 @@ func Write(dir string, r *Record) error {
 	if err != nil {
 		return err
 	}
-	file := Path(dir, r.Image)
-	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
-		return fmt.Errorf("build record: %w", err)
-	}
-	f, err := os.CreateTemp(filepath.Dir(file), ".tmp-*")
-	if err != nil {
-		return fmt.Errorf("build record: %w", err)
-	}
-	_, werr := f.Write(append(b, '\n'))
-	cerr := f.Close()
-	if err := errors.Join(werr, cerr); err != nil {
-		os.Remove(f.Name())
-		return fmt.Errorf("build record %s: %w", file, err)
-	}
-	if err := os.Rename(f.Name(), file); err != nil {
-		os.Remove(f.Name())
+	if err := builddir.WriteFile(dir, Dir+"/"+r.Image+".json", append(b, '\n')); err != nil {
 		return fmt.Errorf("build record: %w", err)
 	}
 	return nil

@@ -2,9 +2,9 @@ package generate
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"maps"
 	"os"
@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/overthink/ov/internal/builddir"
 	"github.com/overthink/ov/plan"
 	"github.com/overthink/ov/spec"
 )
@@ -60,9 +61,9 @@ func Files(plans []*plan.Image) (map[string][]byte, error) {
 }
 
 // Write writes the generated files for plans under dir/.build, each
-// atomically (a temporary file in the same directory, renamed over the
-// target), so a concurrent generate or a running build never reads a
-// half-written file; unchanged files are not touched. It then removes what
+// atomically (builddir.WriteFile), so a running build never reads a
+// half-written file; unchanged files are not touched, and no symbolic link
+// under .build/ is followed. Callers hold the project's builddir lock. It then removes what
 // earlier runs wrote and no longer applies: the .build/<image>/ directories
 // of images that are disabled or gone from p, and stale routes and
 // fragments. Only files that carry ov's generated header are removed.
@@ -79,65 +80,27 @@ func Write(dir string, plans []*plan.Image, p *spec.Project) error {
 		if rel == BakePath {
 			continue
 		}
-		g.Go(func() error { return WriteFile(filepath.Join(dir, filepath.FromSlash(rel)), files[rel]) })
+		g.Go(func() error { return builddir.WriteFile(dir, rel, files[rel]) })
 	}
 	if err := g.Wait(); err != nil {
 		return err
 	}
-	if err := WriteFile(filepath.Join(dir, filepath.FromSlash(BakePath)), files[BakePath]); err != nil {
+	if err := builddir.WriteFile(dir, BakePath, files[BakePath]); err != nil {
 		return err
 	}
 	return prune(dir, plans, p, files)
 }
 
-// WriteFile replaces file with data atomically: readers see the old or the
-// new content, never a mix. An identical file is left alone. There is no
-// fsync: the rename is what readers need, and after a crash the next
-// generate rewrites any file that did not reach the disk (an fsync per file
-// made a first generate of 100 images take seconds).
-func WriteFile(file string, data []byte) error {
-	if old, err := os.ReadFile(file); err == nil && bytes.Equal(old, data) {
-		return nil
-	}
-	d := filepath.Dir(file)
-	if err := os.MkdirAll(d, 0o755); err != nil {
-		return err
-	}
-	// The temporary name neither ends in .conf nor looks like an output.
-	f, err := os.CreateTemp(d, "."+filepath.Base(file)+".*.tmp")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	fail := func(err error) error {
-		f.Close()
-		os.Remove(tmp)
-		return fmt.Errorf("writing %s: %w", file, err)
-	}
-	if _, err := f.Write(data); err != nil {
-		return fail(err)
-	}
-	if err := f.Chmod(0o644); err != nil {
-		return fail(err)
-	}
-	if err := f.Close(); err != nil {
-		return fail(err)
-	}
-	if err := os.Rename(tmp, file); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("writing %s: %w", file, err)
-	}
-	return nil
-}
-
 // prune removes generated files that no longer apply.
 func prune(dir string, plans []*plan.Image, p *spec.Project, files map[string][]byte) error {
-	build := filepath.Join(dir, ".build")
-	entries, err := os.ReadDir(build)
+	entries, err := os.ReadDir(filepath.Join(dir, builddir.Dir))
 	if err != nil {
 		return err
 	}
 	keep := map[string]bool{}
+	for _, n := range spec.ReservedImageNames { // ov's own data
+		keep[n] = true
+	}
 	for _, img := range plans {
 		keep[img.Name] = true
 	}
@@ -147,12 +110,11 @@ func prune(dir string, plans []*plan.Image, p *spec.Project, files map[string][]
 		}
 	}
 	for _, e := range entries {
-		if !e.IsDir() || keep[e.Name()] {
+		if !e.IsDir() || keep[e.Name()] { // a link is not a directory here
 			continue
 		}
-		cf := filepath.Join(build, e.Name(), "Containerfile")
-		if generated(cf, ContainerfilePath(e.Name())) {
-			if err := os.RemoveAll(filepath.Join(build, e.Name())); err != nil {
+		if generated(dir, ContainerfilePath(e.Name())) {
+			if err := os.RemoveAll(filepath.Join(dir, builddir.Dir, e.Name())); err != nil {
 				return err
 			}
 		}
@@ -160,52 +122,57 @@ func prune(dir string, plans []*plan.Image, p *spec.Project, files map[string][]
 	for _, img := range plans {
 		rel := RoutesPath(img.Name)
 		if _, ok := files[rel]; !ok {
-			if err := removeGenerated(filepath.Join(dir, rel), rel); err != nil {
+			if err := removeGenerated(dir, rel); err != nil {
 				return err
 			}
 		}
-		fd := filepath.Join(dir, FragmentsDir(img.Name))
-		frags, err := os.ReadDir(fd)
+		fd := FragmentsDir(img.Name)
+		if err := builddir.Check(dir, fd); err != nil {
+			return err
+		}
+		frags, err := os.ReadDir(filepath.Join(dir, fd))
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		} else if err != nil {
 			return err
 		}
 		for _, f := range frags {
-			rel := FragmentsDir(img.Name) + "/" + f.Name()
+			rel := fd + "/" + f.Name()
 			if _, ok := files[rel]; !ok && strings.HasSuffix(f.Name(), ".conf") {
-				if err := removeGenerated(filepath.Join(fd, f.Name()), rel); err != nil {
+				if err := removeGenerated(dir, rel); err != nil {
 					return err
 				}
 			}
 		}
-		os.Remove(fd) // only if now empty
+		os.Remove(filepath.Join(dir, fd)) // only if now empty
 	}
 	return nil
 }
 
-func removeGenerated(file, rel string) error {
-	if !generated(file, rel) {
+// removeGenerated removes rel (project-relative) when ov generated it.
+func removeGenerated(dir, rel string) error {
+	if !generated(dir, rel) {
 		return nil
 	}
-	if err := os.Remove(file); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := os.Remove(filepath.Join(dir, filepath.FromSlash(rel))); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
 	return nil
 }
 
-// generated reports whether file starts with ov's header for rel (with "#"
-// or, in supervisord fragments, ";" as the comment mark).
-func generated(file, rel string) bool {
-	f, err := os.Open(file)
+// generated reports whether rel is a regular file (reached without a
+// symbolic link) starting with ov's header for rel (with "#" or, in
+// supervisord fragments, ";" as the comment mark).
+func generated(dir, rel string) bool {
+	f, err := builddir.Open(dir, rel)
 	if err != nil {
 		return false
 	}
 	defer f.Close()
-	line, err := bufio.NewReader(f).ReadString('\n')
+	h := Header(rel) + "\n"
+	line, err := bufio.NewReader(io.LimitReader(f, int64(len(h)))).ReadString('\n')
 	if err != nil {
 		return false
 	}
-	h := Header(rel) + "\n"
 	return line == h || line == ";"+h[1:]
 }

@@ -390,7 +390,7 @@ func checkLayerName(n string) error {
 	switch {
 	case !spec.ValidName(n):
 		return fmt.Errorf("layer name %q cannot name a build stage", n)
-	case n == "scratch" || n == "context" || n == StageSupervisord || n == StageTraefik || strings.HasSuffix(n, "-pixi-build"):
+	case spec.ReservedStage(n):
 		return fmt.Errorf("layer name %q is reserved for a build stage", n)
 	}
 	return nil
@@ -510,7 +510,7 @@ func unpackTask(t TaskSource) string {
 
 func pixiStage(layer string, f installfile.File, image, home, envDir string) PixiStage {
 	ps := PixiStage{
-		Layer: layer, Stage: layer + "-pixi-build", Image: image, Manifest: f.Name,
+		Layer: layer, Stage: layer + spec.PixiStageSuffix, Image: image, Manifest: f.Name,
 		Workdir: home, EnvDir: envDir, Files: []string{f.Name}, Install: f.Kind.Shell(home, f),
 	}
 	if f.Lock != "" {

@@ -538,3 +538,13 @@ func TestRoutesEntryPoint(t *testing.T) {
 		t.Errorf("layers/traefik/traefik.yml has no entry point %q: %v", plan.TraefikEntryPoint, static.EntryPoints)
 	}
 }
+
+// The stage names a Containerfile uses are the ones spec reserves, so no
+// layer or image name can take them.
+func TestStageNamesAreReservedInSpec(t *testing.T) {
+	for _, n := range []string{plan.StageSupervisord, plan.StageTraefik, "scratch", "context", "x" + spec.PixiStageSuffix} {
+		if !spec.ReservedStage(n) {
+			t.Errorf("stage %q is not reserved by spec", n)
+		}
+	}
+}

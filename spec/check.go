@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -33,9 +34,40 @@ var (
 // letters and digits in hyphen-separated words ("my-layer").
 func ValidName(s string) bool { return nameRE.MatchString(s) }
 
+// MaxNameLen bounds image and layer names, which become directory and
+// file names, Containerfile stage names, container and unit names: the
+// longest tag a registry accepts (the OCI distribution spec's 128).
+const MaxNameLen = 128
+
+// ReservedImageNames are directories of ov's own under .build/, beside one
+// per image: an image of that name would share (and prune) them.
+var ReservedImageNames = []string{"oci", "state"}
+
+// fixedStages are the stage names a generated Containerfile uses besides
+// layer contexts; "<layer>-pixi-build" stages are reserved by suffix.
+var fixedStages = []string{"scratch", "context", "supervisord-conf", "traefik-routes"}
+
+// PixiStageSuffix ends the name of a layer's pixi build stage.
+const PixiStageSuffix = "-pixi-build"
+
+// ReservedStage reports whether name is a stage name every generated
+// Containerfile may use, so no layer or image can take it: a layer's stage
+// would clash, and bake would put a parent image of that name in place of
+// the stage.
+func ReservedStage(name string) bool {
+	return slices.Contains(fixedStages, name) || strings.HasSuffix(name, PixiStageSuffix)
+}
+
 func checkName(kind, s string) error {
-	if !ValidName(s) {
+	switch {
+	case !ValidName(s):
 		return fmt.Errorf("invalid %s name %q: use lowercase letters, digits and single hyphens (like \"my-%s\")", kind, clip(s), kind)
+	case len(s) > MaxNameLen:
+		return fmt.Errorf("%s name %q is %d characters long: at most %d", kind, clip(s), len(s), MaxNameLen)
+	case ReservedStage(s):
+		return fmt.Errorf("%s name %q is reserved for a Containerfile build stage", kind, s)
+	case kind == "image" && slices.Contains(ReservedImageNames, s):
+		return fmt.Errorf("image name %q is reserved: ov keeps its own data in .build/%s/", s, s)
 	}
 	return nil
 }

@@ -17,6 +17,8 @@ import (
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/overthink/ov/baseuser"
+	"github.com/overthink/ov/explain"
+	"github.com/overthink/ov/internal/builddir"
 	"github.com/overthink/ov/llb"
 	"github.com/overthink/ov/plan"
 	"github.com/overthink/ov/spec"
@@ -146,6 +148,14 @@ func (c *BuildCmd) Run(g *Globals) error {
 		return c.dryRun(g.Stdout, byName, targets, narrow, outs)
 	}
 
+	lock, err := lockBuildDir(ctx, g, p)
+	if err != nil {
+		return err
+	}
+	defer lock.Unlock()
+	if err := c.checkOutputDirs(p, targets); err != nil {
+		return err
+	}
 	exps := make([]llb.Exporter, len(outs))
 	for i, o := range outs {
 		exps[i] = o.exp
@@ -212,6 +222,24 @@ func (c *BuildCmd) Run(g *Globals) error {
 	return nil
 }
 
+// checkOutputDirs refuses symbolic links where the build writes under
+// .build/: the default OCI layouts and the build records.
+func (c *BuildCmd) checkOutputDirs(p *spec.Project, targets []string) error {
+	dirs := []string{explain.Dir}
+	if c.Output == "" && !c.Push && !c.Load {
+		dirs = append(dirs, ociDir)
+		for _, n := range targets {
+			dirs = append(dirs, ociDir+"/"+n)
+		}
+	}
+	for _, d := range dirs {
+		if err := builddir.Check(p.Dir, d); err != nil {
+			return &userError{err: err}
+		}
+	}
+	return nil
+}
+
 // platforms parses --platform; --load without it means the host's.
 func (c *BuildCmd) platforms() ([]ocispecs.Platform, error) {
 	var out []ocispecs.Platform
@@ -259,6 +287,10 @@ func (c *BuildCmd) plan(ctx context.Context, g *Globals, p *spec.Project) ([]*pl
 	return plans, nil
 }
 
+// ociDir holds the OCI layouts of a build with no output flags, relative
+// to the project.
+const ociDir = builddir.Dir + "/oci"
+
 // outputs turns --push, --load and --output into exporters.
 func (c *BuildCmd) outputs(p *spec.Project, targets []string) ([]output, error) {
 	var outs []output
@@ -275,7 +307,7 @@ func (c *BuildCmd) outputs(p *spec.Project, targets []string) ([]output, error) 
 	if c.Output != "" || len(outs) == 0 {
 		spec := c.Output
 		if spec == "" {
-			spec = "oci:" + filepath.Join(p.Dir, ".build", "oci")
+			spec = "oci:" + filepath.Join(p.Dir, filepath.FromSlash(ociDir))
 		}
 		kind, dest, ok := strings.Cut(spec, ":")
 		if !ok || dest == "" {

@@ -28,7 +28,8 @@ func (c *GenerateCmd) Help() string {
 plus its supervisord fragments and traefik routes, then build with
 "docker buildx bake -f .build/docker-bake.hcl". Files are replaced atomically;
 a second run with the same --tag writes identical files. Directories of
-disabled or removed images are deleted.
+disabled or removed images are deleted. ov never writes through a symbolic
+link under .build/, and one ov at a time writes it (the others wait).
 
 For an external base, the user at the configured uid is read from the base
 image's /etc/passwd (cached per base digest). OV_REGISTRY_MIRRORS
@@ -67,6 +68,11 @@ func (c *GenerateCmd) Run(g *Globals) error {
 		}
 		return userErrorf("%v", err)
 	}
+	lock, err := lockBuildDir(ctx, g, p)
+	if err != nil {
+		return err
+	}
+	defer lock.Unlock()
 	if err := generate.Write(p.Dir, plans, p); err != nil {
 		return fmt.Errorf("generate: %w", err)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/alecthomas/kong"
 
+	"github.com/overthink/ov/internal/builddir"
 	"github.com/overthink/ov/spec"
 )
 
@@ -123,13 +124,14 @@ func report(stderr io.Writer, err error) int {
 	var verr *spec.Error
 	var uerr *userError
 	var status exitStatus
+	var link *builddir.LinkError
 	switch {
 	case errors.As(err, &status):
 		return int(status)
 	case errors.As(err, &verrs), errors.As(err, &verr):
 		fmt.Fprintln(stderr, err)
 		return 1
-	case errors.As(err, &uerr):
+	case errors.As(err, &uerr), errors.As(err, &link):
 		fmt.Fprintf(stderr, "ov: %v\n", err)
 		return 1
 	default:
