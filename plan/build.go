@@ -683,17 +683,11 @@ func packageStep(pkg string, l *spec.Layer) (Step, bool, error) {
 	r := l.Rpm
 	var cmds []string
 	for _, repo := range r.Repos {
-		for what, v := range map[string]string{"repository name": repo.Name, "repository url": repo.URL, "gpgkey": repo.GPGKey} {
-			if err := checkWord(what, v); err != nil {
-				return Step{}, false, err
-			}
+		s, err := repoSetup(repo)
+		if err != nil {
+			return Step{}, false, err
 		}
-		cmds = append(cmds,
-			"dnf5 config-manager addrepo --from-repofile="+Quote(repo.URL),
-			"dnf5 config-manager setopt "+Quote(repo.Name+".enabled=0"))
-		if repo.GPGKey != "" {
-			cmds = append(cmds, "rpm --import "+Quote(repo.GPGKey))
-		}
+		cmds = append(cmds, s...)
 	}
 	for _, c := range r.Copr {
 		if err := checkWord("copr", c); err != nil {
@@ -723,6 +717,40 @@ func packageStep(pkg string, l *spec.Layer) (Step, bool, error) {
 	}
 	return Step{Kind: Run, User: "root", Mounts: rpmCache(), Desc: "rpm packages",
 		Shell: strings.Join(cmds, " && ")}, true, nil
+}
+
+// repoDirs are where dnf reads repository definitions from.
+var repoDirs = []string{"/etc/yum.repos.d", "/etc/distro.repos.d"}
+
+// repoSetup adds an rpm repository, disabled (the install enables it), and
+// imports its key when one is given. Both are idempotent, as bases often
+// carry the repository or key already: a repository id already defined
+// is left as it is (dnf5 addrepo refuses an existing id), and a key rpm
+// does not import (already there) is not an error here: were it missing,
+// the install's signature check would fail.
+func repoSetup(repo spec.Repo) ([]string, error) {
+	if err := checkWord("repository name", repo.Name); err != nil {
+		return nil, err
+	}
+	if err := checkWord("repository url", repo.URL); err != nil {
+		return nil, err
+	}
+	var globs []string
+	for _, d := range repoDirs {
+		globs = append(globs, d+"/*.repo")
+	}
+	cmds := []string{"if grep -Fqsx " + Quote("["+repo.Name+"]") + " " + strings.Join(globs, " ") +
+		"; then echo " + Quote("rpm repository "+repo.Name+" is already defined: kept as it is") + "; else " +
+		"dnf5 config-manager addrepo --from-repofile=" + Quote(repo.URL) + " && " +
+		"dnf5 config-manager setopt " + Quote(repo.Name+".enabled=0") + "; fi"}
+	if repo.GPGKey != "" {
+		if err := checkWord("gpgkey", repo.GPGKey); err != nil {
+			return nil, err
+		}
+		cmds = append(cmds, "{ rpm --import "+Quote(repo.GPGKey)+" || echo "+
+			Quote("gpgkey "+repo.GPGKey+" not imported (already there?): the install checks signatures")+" >&2; }")
+	}
+	return cmds, nil
 }
 
 // checkWord rejects values no shell word in a Containerfile RUN can carry (a
