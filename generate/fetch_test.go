@@ -18,6 +18,7 @@ import (
 
 	"github.com/overthink/ov/generate"
 	"github.com/overthink/ov/installfile"
+	"github.com/overthink/ov/internal/hostdeps"
 	"github.com/overthink/ov/plan"
 	"github.com/overthink/ov/spec"
 )
@@ -73,10 +74,7 @@ func fetchScript(t *testing.T, src plan.TaskSource, dir string) string {
 // base image.
 func busyboxPath(t *testing.T) string {
 	t.Helper()
-	bb, err := exec.LookPath("busybox")
-	if err != nil {
-		t.Fatalf("busybox is needed (apt busybox-static, installed by the setup task): %v", err)
-	}
+	bb := hostdeps.Need(t, "busybox")
 	dir := t.TempDir()
 	for _, a := range []string{"sh", "tar", "wget", "sha256sum", "cut", "rm", "uname", "gzip"} {
 		if err := os.Symlink(bb, filepath.Join(dir, a)); err != nil {

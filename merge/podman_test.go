@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/overthink/ov/internal/hostdeps"
 )
 
 // TestPodman runs Engine.Merge against a real podman (private storage in a
@@ -18,9 +20,7 @@ import (
 // overlay driver, to the same filesystem as the original, and the same as
 // the reference flattener.
 func TestPodman(t *testing.T) {
-	if _, err := exec.LookPath("podman"); err != nil {
-		t.Fatal("this test needs podman: ", err)
-	}
+	hostdeps.Need(t, "podman")
 	dir := t.TempDir()
 	e := Engine{
 		Bin:     "podman",
