@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"slices"
-	"strings"
 	"testing"
 )
 
@@ -108,13 +107,15 @@ func Path(name string) (string, error) {
 
 // Missing returns the apt packages of the required programs this host lacks,
 // each once, in list order.
-func Missing() []string {
+func Missing() []string { return missing(Path) }
+
+func missing(path func(string) (string, error)) []string {
 	var pkgs []string
 	for _, p := range Programs {
 		if !p.Required() || slices.Contains(pkgs, p.Package) {
 			continue
 		}
-		if _, err := Path(p.Name); err != nil {
+		if _, err := path(p.Name); err != nil {
 			pkgs = append(pkgs, p.Package)
 		}
 	}
@@ -134,9 +135,4 @@ func Need(tb testing.TB, name string) string {
 		tb.Fatalf("%s is needed (%s): %v", name, p.Hint(), err)
 	}
 	return path
-}
-
-// String is a one-line description for listings.
-func (p Program) String() string {
-	return strings.Join([]string{p.Name, p.Package, p.Why}, "\t")
 }
