@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"net/url"
-	"os"
 	"path"
 	"path/filepath"
 	"regexp"
@@ -48,7 +47,7 @@ const (
 const TraefikEntryPoint = "web"
 
 // HeaderFile is the project file whose content leads the supervisord config.
-const HeaderFile = "templates/supervisord.header.conf"
+const HeaderFile = spec.HeaderFile
 
 // UserLookup resolves the account an external base has at want.UID (see
 // baseuser.Lookup). It returns want with a home when the base has none.
@@ -804,7 +803,7 @@ func (b *builder) services(pl *Image, img *spec.Image, chain []*spec.Layer) erro
 	if len(frags) == 0 {
 		return nil
 	}
-	header, err := os.ReadFile(filepath.Join(b.p.Dir, HeaderFile))
+	header, err := spec.ReadProjectFile(b.p.Dir, HeaderFile)
 	if errors.Is(err, fs.ErrNotExist) {
 		header = []byte(defaultHeader)
 	} else if err != nil {

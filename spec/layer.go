@@ -40,7 +40,7 @@ func (l *loader) readLayers() error {
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("reading layers/: %w", err)
+		return err
 	}
 	var names []string
 	for _, e := range entries {
@@ -50,6 +50,10 @@ func (l *loader) readLayers() error {
 		isDir := e.IsDir()
 		if e.Type()&fs.ModeSymlink != 0 { // a symlinked layer directory
 			fi, err := fs.Stat(l.fsys, "layers/"+e.Name())
+			var fe *FileError
+			if errors.As(err, &fe) {
+				return err
+			}
 			isDir = err == nil && fi.IsDir()
 		}
 		if isDir {

@@ -7,18 +7,52 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 )
 
 // Load reads the project in dir: images.yml and every layers/<name>/. It
 // resolves inheritance, layer order and image order and checks every rule,
 // collecting all problems. User errors come back as Errors (use errors.As);
 // any other error is an internal one (I/O), not the user's.
+//
+// Files are read through an os.Root: a symbolic link leading outside the
+// project is an error naming it, as is a file larger than MaxFileSize.
 func Load(dir string) (*Project, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, err
 	}
-	return load(os.DirFS(abs), abs)
+	if fi, err := os.Stat(abs); errors.Is(err, fs.ErrNotExist) || err == nil && !fi.IsDir() {
+		return nil, Errors{{Msg: fmt.Sprintf("%s is not a project directory (pass -C a directory holding images.yml)", dir)}}
+	}
+	root, err := os.OpenRoot(abs)
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
+	return load(projectFS{root.FS()}, abs)
+}
+
+// ioError turns a failure to read rel into the project error it is when
+// the project is at fault (a link to outside, a file too large, a
+// directory where a file belongs or the reverse); other failures are
+// internal.
+func ioError(rel string, err error) error {
+	var fe *FileError
+	if errors.As(err, &fe) {
+		return Errors{fe.Spec()}
+	}
+	var pe *fs.PathError
+	if errors.As(err, &pe) && rel == "" {
+		rel = pe.Path
+	}
+	switch {
+	case errors.Is(err, syscall.EISDIR):
+		return Errors{{Pos: Pos{File: rel}, Msg: "is a directory, not a file"}}
+	case errors.Is(err, syscall.ENOTDIR):
+		return Errors{{Pos: Pos{File: rel}, Msg: "is not a directory"}}
+	}
+	return fmt.Errorf("reading %s: %w", rel, err)
 }
 
 // loader holds the state of one Load.
@@ -37,11 +71,14 @@ func load(fsys fs.FS, dir string) (*Project, error) {
 		return nil, Errors{{Pos: Pos{File: "images.yml"}, Msg: fmt.Sprintf("not found in %s (run ov in a project directory or pass -C DIR)", dir)}}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("reading images.yml: %w", err)
+		return nil, ioError("images.yml", err)
 	}
 	raw := parseImages(&doc{file: "images.yml", errs: &l.errs}, data)
 	if err := l.readLayers(); err != nil {
-		return nil, err
+		return nil, ioError("", err)
+	}
+	if _, err := fs.ReadFile(fsys, HeaderFile); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, ioError(HeaderFile, err)
 	}
 	l.checkLayerGraph()
 	p := l.resolve(raw)

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -142,17 +143,100 @@ func TestMissingImagesYAML(t *testing.T) {
 	}
 }
 
-// An unreadable images.yml (here: a directory) is ov's problem, not a
-// validation error.
-func TestInternalError(t *testing.T) {
-	dir := t.TempDir()
-	if err := os.Mkdir(filepath.Join(dir, "images.yml"), 0o755); err != nil {
+// A project of the wrong shape, a link to outside it or a file too large
+// is the user's error, naming the path, and never prints what the file
+// holds; a read that fails otherwise is ov's.
+func TestProjectFileErrors(t *testing.T) {
+	outside := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(outside, []byte("password: hunter2\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	_, err := Load(dir)
+	images := "images:\n  app:\n    base: \"debian:12\"\n    pkg: deb\n    layers: [x]\n"
+	layer := "deb:\n  packages: [curl]\n"
+	tests := []struct {
+		name  string
+		setup func(t *testing.T, dir string)
+		want  string
+	}{
+		{"images.yml a directory", func(t *testing.T, dir string) { mkdir(t, dir, "images.yml") }, "images.yml: is a directory, not a file"},
+		{"layers a file", func(t *testing.T, dir string) { write(t, dir, "images.yml", images); write(t, dir, "layers", "") }, "layers: is not a directory"},
+		{"images.yml links outside", func(t *testing.T, dir string) { link(t, outside, dir, "images.yml") }, "images.yml: resolves to outside the project"},
+		{"layer.yml links outside", func(t *testing.T, dir string) {
+			write(t, dir, "images.yml", images)
+			mkdir(t, dir, "layers/x")
+			link(t, outside, dir, "layers/x/layer.yml")
+		}, "layers/x/layer.yml: resolves to outside the project"},
+		{"root.yml links outside", func(t *testing.T, dir string) {
+			write(t, dir, "images.yml", images)
+			write(t, dir, "layers/x/layer.yml", layer)
+			link(t, outside, dir, "layers/x/root.yml")
+		}, "layers/x/root.yml: resolves to outside the project"},
+		{"layer directory links outside", func(t *testing.T, dir string) {
+			write(t, dir, "images.yml", images)
+			link(t, filepath.Dir(outside), dir, "layers/x")
+		}, "layers/x: resolves to outside the project"},
+		{"layers links outside", func(t *testing.T, dir string) {
+			write(t, dir, "images.yml", images)
+			link(t, filepath.Dir(outside), dir, "layers")
+		}, "layers: resolves to outside the project"},
+		{"supervisord header links outside", func(t *testing.T, dir string) {
+			write(t, dir, "images.yml", images)
+			write(t, dir, "layers/x/layer.yml", layer)
+			link(t, outside, dir, HeaderFile)
+		}, HeaderFile + ": resolves to outside the project"},
+		{"huge layer.yml", func(t *testing.T, dir string) {
+			write(t, dir, "images.yml", images)
+			write(t, dir, "layers/x/layer.yml", layer+"#"+strings.Repeat("x", MaxFileSize)+"\n")
+		}, "layers/x/layer.yml: larger than 4 MiB: not read"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			tt.setup(t, dir)
+			_, err := Load(dir)
+			var errs Errors
+			if !errors.As(err, &errs) || !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "hunter2") {
+				t.Errorf("got %v, want validation error %q", err, tt.want)
+			}
+		})
+	}
+	// A link inside the project is fine.
+	dir := t.TempDir()
+	write(t, dir, "images.yml", images)
+	write(t, dir, "shared/x/layer.yml", layer)
+	link(t, "../shared/x", dir, "layers/x")
+	if _, err := Load(dir); err != nil {
+		t.Errorf("layer linked inside the project: %v", err)
+	}
+	// -C at a file or nowhere.
 	var errs Errors
-	if err == nil || errors.As(err, &errs) {
-		t.Fatalf("got %v, want an internal error", err)
+	for _, d := range []string{outside, filepath.Join(dir, "missing")} {
+		if _, err := Load(d); !errors.As(err, &errs) || !strings.Contains(err.Error(), "is not a project directory") {
+			t.Errorf("Load(%s): %v", d, err)
+		}
+	}
+}
+
+func mkdir(t *testing.T, dir, rel string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Join(dir, rel), 0o755); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func write(t *testing.T, dir, rel, s string) {
+	t.Helper()
+	mkdir(t, dir, filepath.Dir(rel))
+	if err := os.WriteFile(filepath.Join(dir, rel), []byte(s), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func link(t *testing.T, target, dir, rel string) {
+	t.Helper()
+	mkdir(t, dir, filepath.Dir(rel))
+	if err := os.Symlink(target, filepath.Join(dir, rel)); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -166,5 +250,16 @@ func TestSuggest(t *testing.T) {
 		if got := suggest(in, names); got != want {
 			t.Errorf("suggest(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// A file that is one scalar is not quoted in the error.
+func TestErrorsQuoteOneLine(t *testing.T) {
+	dir := t.TempDir()
+	write(t, dir, "images.yml", "images:\n  app:\n    base: \"debian:12\"\n    pkg: deb\n    layers: [x]\n")
+	write(t, dir, "layers/x/layer.yml", "AWS_ACCESS_KEY_ID=AKIA\n  aws_secret_access_key=hunter2\n")
+	_, err := Load(dir)
+	if err == nil || strings.Contains(err.Error(), "hunter2") || !strings.Contains(err.Error(), "layers/x/layer.yml:1: expected a mapping, got a single value (is it a YAML file?)") {
+		t.Errorf("got %v", err)
 	}
 }

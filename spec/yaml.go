@@ -85,8 +85,12 @@ func describe(n *yaml.Node) string {
 	return "an unsupported YAML node"
 }
 
-// clip shortens long values quoted in messages.
+// clip shortens values quoted in messages to their first line, at most 60
+// bytes: an error never prints more of a file than the offending token.
 func clip(s string) string {
+	if i := strings.IndexAny(s, "\r\n"); i >= 0 {
+		s = s[:i] + "..."
+	}
 	if len(s) > 60 {
 		return s[:57] + "..."
 	}
@@ -110,7 +114,13 @@ func (d *doc) mapping(n *yaml.Node, where string, known []string, hints ...map[s
 		return out
 	}
 	if n.Kind != yaml.MappingNode {
-		d.errf(n, "%sexpected a mapping, got %s", prefix(where), describe(n))
+		got := describe(n)
+		if where == "" && n.Kind == yaml.ScalarNode {
+			// A whole file that is one scalar is not quoted: it may be
+			// anything but YAML (a credentials file).
+			got = "a single value (is it a YAML file?)"
+		}
+		d.errf(n, "%sexpected a mapping, got %s", prefix(where), got)
 		return out
 	}
 	seen := map[string]int{}

@@ -331,3 +331,24 @@ func TestHostileOwnDirsNotPruned(t *testing.T) {
 		}
 	}
 }
+
+// Item 2: project inputs that resolve outside the project are errors
+// naming the link; nothing of the linked file is printed or copied.
+func TestHostileSymlinkedInputs(t *testing.T) {
+	for _, rel := range []string{"templates/supervisord.header.conf", "layers/svc/layer.yml", "images.yml"} {
+		t.Run(rel, func(t *testing.T) {
+			project, outside := hostile(t)
+			os.Remove(filepath.Join(project, rel))
+			symlink(t, filepath.Join(outside, "secret"), filepath.Join(project, rel))
+			for _, cmd := range []string{"validate", "generate"} {
+				code, out := ovIn(project, now, cmd)
+				if code != 1 || !strings.Contains(out, rel+": resolves to outside the project") || strings.Contains(out, "hunter2") {
+					t.Errorf("%s: exit %d: %s", cmd, code, out)
+				}
+			}
+			if _, err := os.Stat(filepath.Join(project, ".build")); err == nil {
+				t.Errorf("generate wrote .build")
+			}
+		})
+	}
+}

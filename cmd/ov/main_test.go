@@ -86,8 +86,8 @@ func TestValidateCorpus(t *testing.T) {
 
 // TestExitCodes runs the real binary for each exit status.
 func TestExitCodes(t *testing.T) {
-	internal := t.TempDir()
-	if err := os.Mkdir(filepath.Join(internal, "images.yml"), 0o755); err != nil {
+	imagesDir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(imagesDir, "images.yml"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {
@@ -98,7 +98,8 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"-C", "../..", "validate"}, 0, "ok: 3 images, 7 layers\n"},
 		{[]string{"--dir=testdata/project", "validate"}, 0, "ok: 3 images, 7 layers\n"},
 		{[]string{"-C", "../../spec/testdata/invalid/path-in-env", "validate"}, 1, "validation error: layers/base/layer.yml:2: env must not set PATH directly (use path_append)\n"},
-		{[]string{"-C", internal, "validate"}, 2, "ov: internal error: reading images.yml: read images.yml: is a directory\n"},
+		{[]string{"-C", imagesDir, "validate"}, 1, "validation error: images.yml: is a directory, not a file\n"},
+		{[]string{"-C", "main.go", "validate"}, 1, "validation error: main.go is not a project directory (pass -C a directory holding images.yml)\n"},
 		{[]string{"frobnicate"}, 1, "ov: unexpected argument frobnicate (see ov --help)\n"},
 		{[]string{"-C", "../..", "inspect", "fedroa"}, 1, "ov: unknown image \"fedroa\" (did you mean \"fedora\"?) (images: fedora, ubuntu, fedora-test)\n"},
 		{[]string{"--help"}, 0, ""},
