@@ -47,6 +47,7 @@ type CLI struct {
 	Stop     StopCmd     `cmd:"" help:"Stop container ov-<image>."`                                                     // run.go
 	Merge    MergeCmd    `cmd:"" help:"Merge small layers of a built image (docker or podman store)."`                  // merge.go
 	Pod      PodCmd      `cmd:"" help:"Run an image as a podman quadlet systemd user service."`                         // pod.go
+	Graph    GraphCmd    `cmd:"" help:"Print the project (or one image's layer order) as a Mermaid or Graphviz graph."` // graph.go
 }
 
 // Globals are the flags every command sees, and the invocation's outputs and
