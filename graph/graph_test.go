@@ -127,3 +127,18 @@ func TestUnknownFormat(t *testing.T) {
 		t.Errorf("err = %v", err)
 	}
 }
+
+// TestREADMEShowsHello keeps README's picture of examples/hello current.
+func TestREADMEShowsHello(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := graph.Project(load(t, "../examples/hello"), graph.Mermaid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(readme), "```mermaid\n"+out+"```\n") {
+		t.Errorf("README.md's mermaid block is not ov graph of examples/hello:\n%s", out)
+	}
+}
