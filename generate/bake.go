@@ -2,6 +2,7 @@ package generate
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/distribution/reference"
@@ -43,6 +44,9 @@ func Bake(plans []*plan.Image) ([]byte, error) {
 			if err != nil {
 				return nil, fmt.Errorf("image %q: %w", img.Name, err)
 			}
+			if slices.Contains(stages(img), key) {
+				return nil, fmt.Errorf("image %q: its Containerfile has a stage named %q, which bake would replace with base image %q", img.Name, key, img.Parent)
+			}
 			t.SetAttributeValue("contexts", cty.MapVal(map[string]cty.Value{
 				key: cty.StringVal("target:" + img.Parent),
 			}))
@@ -63,6 +67,25 @@ func ContextName(ref string) (string, error) {
 		return "", fmt.Errorf("parent reference %q: %w", ref, err)
 	}
 	return strings.TrimSuffix(reference.FamiliarString(named), ":latest"), nil
+}
+
+// stages names the build stages of img's Containerfile: a bake named
+// context of the same name replaces a stage.
+func stages(img *plan.Image) []string {
+	var out []string
+	for _, c := range img.Contexts {
+		out = append(out, c.Layer)
+	}
+	for _, ps := range img.Pixi {
+		out = append(out, ps.Stage)
+	}
+	if img.Routes != nil {
+		out = append(out, plan.StageTraefik)
+	}
+	if len(img.Fragments) > 0 {
+		out = append(out, plan.StageSupervisord)
+	}
+	return out
 }
 
 func strings2list(ss []string) cty.Value {

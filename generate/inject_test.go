@@ -558,3 +558,21 @@ func TestStepsRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// A bake named context replaces the stage of the same name: a child whose
+// Containerfile has a stage named like its parent's context is refused
+// (spec refuses the project first: testdata/invalid/bake-stage-hijack).
+func TestBakeRefusesStageHijack(t *testing.T) {
+	parent := &plan.Image{Name: "base", External: "debian:bookworm", Tags: []string{"base:latest"}, Platforms: []string{"linux/amd64"}}
+	for name, child := range map[string]*plan.Image{
+		"layer stage": {Contexts: []plan.Context{{Layer: "base", Rel: "layers/base"}}},
+		"pixi stage":  {Pixi: []plan.PixiStage{{Stage: "base"}}},
+	} {
+		child.Name, child.Parent, child.ParentRef = "app", "base", "base:latest"
+		child.Tags, child.Platforms = []string{"app:1"}, []string{"linux/amd64"}
+		_, err := generate.Bake([]*plan.Image{parent, child})
+		if err == nil || !strings.Contains(err.Error(), `stage named "base"`) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/distribution/reference"
 )
 
 // first returns the image's setting, else the defaults', else the fallback.
@@ -201,7 +203,18 @@ func (r *resolver) resolveImage(ri *rawImage, parent *Image) *Image {
 	}
 
 	r.layerOrder(img, ri, parent, errs)
+	if parent != nil && slices.Contains(img.Install, parent.Name) && bareRef(parent) {
+		errs.add(base.pos, "base image %q has the name of layer %q, which this image installs: docker buildx bake would put the image in place of the layer's build stage (rename one of them, or give the base image a registry)", parent.Name, parent.Name)
+	}
 	return img
+}
+
+// bareRef reports whether img's reference is a bare name in its familiar
+// form (no registry, or Docker Hub's library): bake's named context for it
+// is then a plain word, the kind of name a Containerfile stage has.
+func bareRef(img *Image) bool {
+	named, err := reference.ParseNormalizedNamed(img.Ref())
+	return err == nil && !strings.Contains(reference.FamiliarName(named), "/")
 }
 
 // platforms resolves an image's platforms: its own, else its parent's,
