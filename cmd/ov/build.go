@@ -30,7 +30,7 @@ type BuildCmd struct {
 	EngineFlag   `embed:""`
 	MergeFlags   `embed:""`
 
-	Images      []string          `arg:"" optional:"" name:"image" help:"Images to build (default: every enabled image)."`
+	Images      []string          `arg:"" predictor:"image" optional:"" name:"image" help:"Images to build (default: every enabled image)."`
 	Platform    []string          `name:"platform" sep:"," placeholder:"OS/ARCH,..." help:"Build only these of each image's platforms."`
 	Push        bool              `help:"Push every tag of each image to its registry (credentials from the docker config)."`
 	Load        bool              `help:"Load each image into the container engine (the host platform unless --platform picks one)."`

@@ -8,7 +8,7 @@ import (
 
 // GraphCmd prints the project, or one image's layer order, as a graph.
 type GraphCmd struct {
-	Image  string `placeholder:"IMAGE" help:"Draw IMAGE's resolved layer order instead, with the layers its parent images provide greyed."`
+	Image  string `placeholder:"IMAGE" predictor:"image" help:"Draw IMAGE's resolved layer order instead, with the layers its parent images provide greyed."`
 	Format string `short:"f" default:"mermaid" enum:"mermaid,dot" help:"mermaid (renders in GitHub/GitLab Markdown) or dot (Graphviz)."`
 }
 

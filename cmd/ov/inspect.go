@@ -11,8 +11,8 @@ import (
 
 // InspectCmd prints an image's resolved configuration.
 type InspectCmd struct {
-	Image  string `arg:"" help:"Image name from images.yml."`
-	Format string `short:"f" placeholder:"FIELD" help:"Print only FIELD, bare, for shell substitution: name, enabled, base, parent, chain, bootc, platforms, registry, tag, tags, pkg, layers, layers_written, ports, user, uid, gid. Lists are space-separated on one line."`
+	Image  string `arg:"" predictor:"image" help:"Image name from images.yml."`
+	Format string `short:"f" placeholder:"FIELD" predictor:"inspect-field" help:"Print only FIELD, bare, for shell substitution: name, enabled, base, parent, chain, bootc, platforms, registry, tag, tags, pkg, layers, layers_written, ports, user, uid, gid. Lists are space-separated on one line."`
 }
 
 func (c *InspectCmd) Help() string {

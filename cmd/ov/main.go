@@ -39,15 +39,16 @@ type CLI struct {
 	//   Merge    MergeCmd    `cmd:"" help:"..."` // merge.go
 	//   Shell    ShellCmd    `cmd:"" help:"..."` // shell.go (and Start, Stop)
 	//   Pod      PodCmd      `cmd:"" help:"..."` // pod.go
-	Builder  BuilderCmd  `cmd:"" help:"Manage ov's own buildkitd: start, stop, status."`                                // builder.go
-	Generate GenerateCmd `cmd:"" help:"Write .build/: Containerfiles and docker-bake.hcl for docker buildx bake."`      // generate.go
-	Build    BuildCmd    `cmd:"" help:"Build images with BuildKit (LLB, no Containerfiles): push, load or write OCI."`  // build.go
-	Shell    ShellCmd    `cmd:"" help:"Run bash (or -c CMD) in an image, workspace at /workspace, ports on 127.0.0.1."` // run.go
-	Start    StartCmd    `cmd:"" help:"Start an image's supervisord detached as container ov-<image>."`                 // run.go
-	Stop     StopCmd     `cmd:"" help:"Stop container ov-<image>."`                                                     // run.go
-	Merge    MergeCmd    `cmd:"" help:"Merge small layers of a built image (docker or podman store)."`                  // merge.go
-	Pod      PodCmd      `cmd:"" help:"Run an image as a podman quadlet systemd user service."`                         // pod.go
-	Graph    GraphCmd    `cmd:"" help:"Print the project (or one image's layer order) as a Mermaid or Graphviz graph."` // graph.go
+	Builder    BuilderCmd    `cmd:"" help:"Manage ov's own buildkitd: start, stop, status."`                                // builder.go
+	Generate   GenerateCmd   `cmd:"" help:"Write .build/: Containerfiles and docker-bake.hcl for docker buildx bake."`      // generate.go
+	Build      BuildCmd      `cmd:"" help:"Build images with BuildKit (LLB, no Containerfiles): push, load or write OCI."`  // build.go
+	Shell      ShellCmd      `cmd:"" help:"Run bash (or -c CMD) in an image, workspace at /workspace, ports on 127.0.0.1."` // run.go
+	Start      StartCmd      `cmd:"" help:"Start an image's supervisord detached as container ov-<image>."`                 // run.go
+	Stop       StopCmd       `cmd:"" help:"Stop container ov-<image>."`                                                     // run.go
+	Merge      MergeCmd      `cmd:"" help:"Merge small layers of a built image (docker or podman store)."`                  // merge.go
+	Pod        PodCmd        `cmd:"" help:"Run an image as a podman quadlet systemd user service."`                         // pod.go
+	Completion CompletionCmd `cmd:"" help:"Print shell completion code for bash, zsh or fish."`                             // completion.go
+	Graph      GraphCmd      `cmd:"" help:"Print the project (or one image's layer order) as a Mermaid or Graphviz graph."` // graph.go
 }
 
 // Globals are the flags every command sees, and the invocation's outputs and
@@ -108,6 +109,9 @@ func run(args []string, stdout, stderr io.Writer, now time.Time) (code int) {
 			code = int(c)
 		}
 	}()
+	if completeArgs(parser) {
+		return 0
+	}
 	ctx, err := parser.Parse(args)
 	if err != nil {
 		fmt.Fprintf(stderr, "ov: %v (see ov --help)\n", err)

@@ -11,7 +11,7 @@ import (
 // into the engine's store.
 type MergeCmd struct {
 	EngineFlag
-	Image  string `arg:"" optional:"" help:"Image name from images.yml (or --all)."`
+	Image  string `arg:"" predictor:"image" optional:"" help:"Image name from images.yml (or --all)."`
 	All    bool   `help:"Merge every enabled image with merge.auto, parents first."`
 	MaxMB  int    `name:"max-mb" placeholder:"N" help:"Largest merged layer in MB, compressed (default: images.yml merge.max_mb, else 128)."`
 	Tag    string `placeholder:"TAG" help:"Tag to merge (default: latest for tag auto, else the configured tag)."`

@@ -25,7 +25,7 @@ func podHost(g *Globals) *pod.Host {
 
 // PodInstallCmd is `ov pod install`.
 type PodInstallCmd struct {
-	Image     string `arg:"" help:"Image name from images.yml."`
+	Image     string `arg:"" predictor:"image" help:"Image name from images.yml."`
 	Workspace string `short:"w" placeholder:"PATH" help:"Directory mounted at /workspace (default: the current directory)."`
 	Tag       string `placeholder:"TAG" help:"Tag to run (default: latest for tag auto, else the configured tag)."`
 }
@@ -46,7 +46,7 @@ func (c *PodInstallCmd) Run(g *Globals) error {
 
 // PodUpdateCmd is `ov pod update`.
 type PodUpdateCmd struct {
-	Image string `arg:"" help:"Image name from images.yml."`
+	Image string `arg:"" predictor:"image" help:"Image name from images.yml."`
 	Tag   string `placeholder:"TAG" help:"Tag to run (default: latest for tag auto, else the configured tag)."`
 }
 
@@ -62,7 +62,7 @@ func (c *PodUpdateCmd) Run(g *Globals) error {
 
 // PodUninstallCmd is `ov pod uninstall`.
 type PodUninstallCmd struct {
-	Image string `arg:"" help:"Image name."`
+	Image string `arg:"" predictor:"image" help:"Image name."`
 }
 
 func (c *PodUninstallCmd) Run(g *Globals) error {
@@ -73,15 +73,15 @@ func (c *PodUninstallCmd) Run(g *Globals) error {
 
 // PodStartCmd, PodStopCmd and PodStatusCmd drive the systemd user unit.
 type PodStartCmd struct {
-	Image string `arg:"" help:"Image name."`
+	Image string `arg:"" predictor:"image" help:"Image name."`
 }
 
 type PodStopCmd struct {
-	Image string `arg:"" help:"Image name."`
+	Image string `arg:"" predictor:"image" help:"Image name."`
 }
 
 type PodStatusCmd struct {
-	Image string `arg:"" help:"Image name."`
+	Image string `arg:"" predictor:"image" help:"Image name."`
 }
 
 func (c *PodStartCmd) Run(g *Globals) error {
@@ -104,7 +104,7 @@ func (c *PodStatusCmd) Run(g *Globals) error {
 
 // PodLogsCmd is `ov pod logs`.
 type PodLogsCmd struct {
-	Image  string `arg:"" help:"Image name."`
+	Image  string `arg:"" predictor:"image" help:"Image name."`
 	Follow bool   `short:"f" help:"Follow the log."`
 }
 

@@ -67,7 +67,7 @@ func runRef(img *spec.Image, tag string) string {
 // ShellCmd is `ov shell`.
 type ShellCmd struct {
 	EngineFlag
-	Image     string `arg:"" help:"Image name from images.yml."`
+	Image     string `arg:"" predictor:"image" help:"Image name from images.yml."`
 	Workspace string `short:"w" placeholder:"PATH" help:"Directory mounted at /workspace (default: the current directory)."`
 	Tag       string `placeholder:"TAG" help:"Tag to run (default: latest for tag auto, else the configured tag)."`
 	Command   string `short:"c" placeholder:"CMD" help:"Run CMD with bash -c instead of an interactive shell; its exit code becomes ov's."`
@@ -92,7 +92,7 @@ func (c *ShellCmd) Run(g *Globals) error {
 // StartCmd is `ov start`.
 type StartCmd struct {
 	EngineFlag
-	Image     string `arg:"" help:"Image name from images.yml."`
+	Image     string `arg:"" predictor:"image" help:"Image name from images.yml."`
 	Workspace string `short:"w" placeholder:"PATH" help:"Directory mounted at /workspace (default: the current directory)."`
 	Tag       string `placeholder:"TAG" help:"Tag to run (default: latest for tag auto, else the configured tag)."`
 }
@@ -118,7 +118,7 @@ func (c *StartCmd) Run(g *Globals) error {
 // StopCmd is `ov stop`.
 type StopCmd struct {
 	EngineFlag
-	Image string `arg:"" help:"Image name from images.yml."`
+	Image string `arg:"" predictor:"image" help:"Image name from images.yml."`
 }
 
 func (c *StopCmd) Run(g *Globals) error {

@@ -30,6 +30,7 @@ type Program struct {
 var Programs = []Program{
 	{"apt-get", "apt", "setup installs packages; testenv downloads busybox-static debs"},
 	{"awk", "mawk", "task run:container picks the last tag"},
+	{"bash", "bash", "ov completion: bash loads the code and completes"},
 	{"buildkitd", "", "built into bin/ by `go tool task setup` from go.mod"},
 	{"buildx", "", "built into bin/ by `go tool task setup` from go.mod"},
 	{"busybox", "busybox-static", "generate's fetch test: a PATH with wget and no curl"},
@@ -42,6 +43,7 @@ var Programs = []Program{
 	{"docker", "docker.io", "ov shell/start/merge/load, tests against dockerd"},
 	{"dockerd", "docker.io", "testenv: a private Docker engine"},
 	{"dpkg-deb", "dpkg", "testenv: unpack busybox-static debs"},
+	{"fish", "fish", "ov completion: fish loads the code and completes"},
 	{"go", "", "the Go toolchain the README asks for"},
 	{"grep", "grep", "setup probes"},
 	{"id", "coreutils", "bootc tasks: rootful podman"},
@@ -61,6 +63,7 @@ var Programs = []Program{
 	{"tar", "tar", "testenv"},
 	{"task", "", "go tool task (go.mod tool directive)"},
 	{"update-binfmts", "binfmt-support", "setup: register qemu-aarch64"},
+	{"zsh", "zsh", "ov completion: zsh loads the code"},
 }
 
 // optional programs are probed or used on users' hosts only; setup does not
