@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"unicode/utf8"
 )
 
 // QuadletDir is where user quadlets live:
@@ -30,10 +31,15 @@ func quadletHeader(image string) string {
 //
 // No value can add a line or a directive: control characters (newlines
 // among them) are rejected, values may not end in '\' (a line
-// continuation), and '%' is written as '%%' so systemd's specifier
-// expansion gives the literal value back. Spaces need no quoting: quadlet
-// reads Volume= and PublishPort= verbatim (no word splitting) and quotes
-// the resulting podman arguments itself.
+// continuation), and '%' and '$' are doubled: quadlet copies the values
+// into ExecStart=, where systemd expands specifiers ("%h") and environment
+// variables ("$HOME", "${HOME}"), and "%%" and "$$" give the literal
+// character back. Spaces need no quoting: quadlet reads Volume= and
+// PublishPort= verbatim (no word splitting) and quotes the resulting
+// podman arguments itself. RequiresMountsFor= (the workspace's mount must
+// be up first) is a space-separated list, so the path is double-quoted;
+// quadlet before podman 5.7 adds its own unquoted one for the volume,
+// which systemd then only warns about.
 func Quadlet(img Image, workspace string) ([]byte, error) {
 	if err := img.Validate(); err != nil {
 		return nil, err
@@ -48,16 +54,20 @@ func Quadlet(img Image, workspace string) ([]byte, error) {
 		if err := noControl(key+"= value", value); err != nil {
 			bad = errors.Join(bad, err)
 		}
+		if !utf8.ValidString(value) { // systemd ignores such a line
+			bad = errors.Join(bad, fmt.Errorf("%s= value %q is not valid UTF-8", key, value))
+		}
 		if strings.HasSuffix(value, `\`) {
 			bad = errors.Join(bad, fmt.Errorf("%s= value %q ends in '\\'", key, value))
 		}
-		line(key + "=" + strings.ReplaceAll(value, "%", "%%"))
+		line(key + "=" + execEscaper.Replace(value))
 	}
 
 	line(quadletHeader(img.Name))
 	line("[Unit]")
 	kv("Description", "Overthink "+img.Name)
 	kv("After", "network-online.target")
+	line("RequiresMountsFor=" + quoteUnitPath(workspace))
 	line("")
 	line("[Container]")
 	kv("Image", img.Ref)
@@ -82,6 +92,18 @@ func Quadlet(img Image, workspace string) ([]byte, error) {
 	return b.Bytes(), nil
 }
 
+var (
+	execEscaper   = strings.NewReplacer("%", "%%", "$", "$$")
+	execUnescaper = strings.NewReplacer("%%", "%", "$$", "$")
+)
+
+// quoteUnitPath spells path as one word of a systemd path list: in double
+// quotes, backslash and double quote escaped, '%' doubled (specifiers are
+// expanded after unquoting).
+func quoteUnitPath(path string) string {
+	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`, "%", "%%").Replace(path) + `"`
+}
+
 // InstalledWorkspace reads the workspace back from a quadlet that ov
 // wrote, so `ov pod update` keeps it. It reports fs.ErrNotExist (wrapped)
 // when the file is missing.
@@ -103,7 +125,7 @@ func InstalledWorkspace(path, image string) (string, error) {
 		if !ok {
 			return "", fmt.Errorf("%s:%d: Volume= does not mount /workspace", path, n)
 		}
-		return strings.ReplaceAll(src, "%%", "%"), nil
+		return execUnescaper.Replace(src), nil
 	}
 	return "", fmt.Errorf("%s: no Volume= line", path)
 }

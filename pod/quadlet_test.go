@@ -3,6 +3,7 @@ package pod
 import (
 	"bytes"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,7 +20,7 @@ var quadletCases = []struct {
 	{"fedora-test", testImg, "/home/user/project"},
 	{"no-ports-uid0", Image{Name: "root-img", Ref: "localhost/root-img:2026.47.905", UID: 0, GID: 0}, "/srv/work"},
 	{"spaces-percent", Image{Name: "web_1.x", Ref: "registry.example.com:5000/team/web@sha256:" + strings.Repeat("ab", 32), UID: 1000, GID: 100, Ports: []string{"9090", "1:65535", "8000:8000"}},
-		"/home/user/my project/100% done/%h %n"},
+		"/home/user/my project/100% done/%h %n/$HOME ${USER} $$"},
 	{"quotes-backslash", Image{Name: "q", Ref: "q:latest", Ports: []string{"80"}}, `/tmp/it's a "dir"\ with\tno-tab`},
 }
 
@@ -56,6 +57,7 @@ func TestQuadletCompat(t *testing.T) {
 [Unit]
 Description=Overthink fedora-test
 After=network-online.target
+RequiresMountsFor="/home/user/project"
 
 [Container]
 Image=ghcr.io/atrawog/fedora-test:latest
@@ -84,14 +86,16 @@ WantedBy=default.target
 
 // checkUnitStructure reads text the way systemd and quadlet do (one
 // directive per line, a trailing '\' continues the line, %% is a literal
-// %) and checks that it holds exactly the expected directives, with the
-// values decoding back to the inputs.
-func checkUnitStructure(t *testing.T, text []byte, img Image, ws string) {
+// %, $$ a literal $ in what becomes ExecStart=, RequiresMountsFor= a list
+// of quoted words) and checks that it holds exactly the expected
+// directives, with the values decoding back to the inputs.
+func checkUnitStructure(t testing.TB, text []byte, img Image, ws string) {
 	t.Helper()
 	lines := strings.Split(strings.TrimSuffix(string(text), "\n"), "\n")
 	want := map[string][]string{
 		"Unit/Description":        {"Overthink " + img.Name},
 		"Unit/After":              {"network-online.target"},
+		"Unit/RequiresMountsFor":  {ws},
 		"Container/Image":         {img.Ref},
 		"Container/ContainerName": {"ov-" + img.Name},
 		"Container/Volume":        {ws + ":/workspace"},
@@ -123,7 +127,19 @@ func checkUnitStructure(t *testing.T, text []byte, img Image, ws string) {
 			if strings.ReplaceAll(v, "%%", "") != strings.ReplaceAll(v, "%", "") {
 				t.Errorf("line %d: unescaped %% (a systemd specifier): %q", i+1, l)
 			}
-			got[section+"/"+k] = append(got[section+"/"+k], strings.ReplaceAll(v, "%%", "%"))
+			if k == "RequiresMountsFor" {
+				words, err := unquoteUnitWords(v)
+				if err != nil || len(words) != 1 {
+					t.Errorf("line %d: %q is not one quoted path: %q %v", i+1, l, words, err)
+					continue
+				}
+				got[section+"/"+k] = append(got[section+"/"+k], strings.ReplaceAll(words[0], "%%", "%"))
+				continue
+			}
+			if strings.ReplaceAll(v, "$$", "") != strings.ReplaceAll(v, "$", "") {
+				t.Errorf("line %d: unescaped $ (a systemd variable): %q", i+1, l)
+			}
+			got[section+"/"+k] = append(got[section+"/"+k], strings.NewReplacer("%%", "%", "$$", "$").Replace(v))
 		}
 	}
 	if len(got) != len(want) {
@@ -134,6 +150,64 @@ func checkUnitStructure(t *testing.T, text []byte, img Image, ws string) {
 			t.Errorf("%s: got %q, want %q", k, got[k], w)
 		}
 	}
+}
+
+// unquoteUnitWords splits a systemd word list as extract_first_word with
+// EXTRACT_UNQUOTE does: words separated by spaces, "..." and '...' quote,
+// a backslash takes the next character literally.
+func unquoteUnitWords(s string) ([]string, error) {
+	var words []string
+	var w strings.Builder
+	in, quote, esc := false, rune(0), false
+	for _, r := range s {
+		switch {
+		case esc:
+			w.WriteRune(r)
+			esc, in = false, true
+		case r == '\\':
+			esc = true
+		case quote != 0 && r == quote:
+			quote = 0
+		case quote != 0:
+			w.WriteRune(r)
+		case r == '"' || r == '\'':
+			quote, in = r, true
+		case r == ' ' || r == '\t':
+			if in {
+				words = append(words, w.String())
+				w.Reset()
+				in = false
+			}
+		default:
+			w.WriteRune(r)
+			in = true
+		}
+	}
+	if esc || quote != 0 {
+		return nil, fmt.Errorf("unterminated quote or escape in %q", s)
+	}
+	if in {
+		words = append(words, w.String())
+	}
+	return words, nil
+}
+
+// FuzzQuadlet: for any workspace and port the quadlet accepts, the file
+// holds exactly ov's directives and every value decodes back to the input.
+func FuzzQuadlet(f *testing.F) {
+	for _, tc := range quadletCases {
+		f.Add(tc.ws, "8080")
+	}
+	f.Add("/a b/$x/%h/\"q\"", "1:2")
+	f.Fuzz(func(t *testing.T, ws, port string) {
+		img := testImg
+		img.Ports = []string{port}
+		got, err := Quadlet(img, ws)
+		if err != nil {
+			return
+		}
+		checkUnitStructure(t, got, img, ws)
+	})
 }
 
 func TestQuadletRejectsInjection(t *testing.T) {
