@@ -323,9 +323,14 @@ func findUID(passwd []byte, uid int) entry {
 	return entry{}
 }
 
+// MaxFileSize bounds a file ReadFile reads into memory: an /etc/passwd
+// of thousands of accounts is well under it.
+const MaxFileSize = 8 << 20
+
 // ReadFile returns the content of file p in the filesystem the layers (bottom
 // first, as v1.Image.Layers returns them) stack up to, or nil when it does not
-// exist. It searches from the top layer down, honouring whiteouts and opaque
+// exist, and an error for a file larger than MaxFileSize. It searches from
+// the top layer down, honouring whiteouts and opaque
 // directories, and follows symlinks and hard links.
 func ReadFile(layers []v1.Layer, p string) ([]byte, error) {
 	return readFile(layers, len(layers)-1, p, 0)
@@ -392,7 +397,10 @@ func scanLayer(l v1.Layer, p string) (scanResult, error) {
 		case n == p:
 			switch h.Typeflag {
 			case tar.TypeReg:
-				data, err := io.ReadAll(tr)
+				if h.Size > MaxFileSize {
+					return scanResult{}, fmt.Errorf("/%s is %d bytes, more than the %d MiB ov reads of a base image's file", p, h.Size, MaxFileSize>>20)
+				}
+				data, err := io.ReadAll(io.LimitReader(tr, MaxFileSize))
 				if err != nil {
 					return scanResult{}, err
 				}

@@ -323,3 +323,18 @@ func TestCacheDirDefault(t *testing.T) {
 		t.Errorf("cache content %s", b)
 	}
 }
+
+// A base image's file larger than MaxFileSize is refused, not read into
+// memory (a 1.5 GB /etc/passwd made generate use 3 GB).
+func TestReadFileCapped(t *testing.T) {
+	big := layer(t, tf{name: "etc/passwd", body: "root:x:0:0::/root:/bin/sh\n" + strings.Repeat("#", MaxFileSize)})
+	_, err := ReadFile([]v1.Layer{big}, "/etc/passwd")
+	if err == nil || !strings.Contains(err.Error(), "more than the 8 MiB") {
+		t.Errorf("got %v", err)
+	}
+	// Through a symlink too, and just under the cap is fine.
+	ok := layer(t, tf{name: "etc/passwd", body: "->/etc/real"}, tf{name: "etc/real", body: strings.Repeat("#", MaxFileSize)})
+	if b, err := ReadFile([]v1.Layer{ok}, "/etc/passwd"); err != nil || len(b) != MaxFileSize {
+		t.Errorf("at the cap: %d bytes, %v", len(b), err)
+	}
+}
