@@ -608,14 +608,27 @@ func (img *Image) AllDepends(layer string) []string { return Closure(img.Depends
 // detach clears Detach on the steps of layers an attached step depends on:
 // the attached chain never sees detached steps, so whatever it needs must
 // be in the chain itself.
+//
+// One walk for all attached layers, each layer's dependencies explored
+// once: linear in the graph (a closure per layer was quadratic, 88 s for a
+// 20,000-deep depends chain).
 func detach(steps []Step, deps map[string][]string) {
 	needed := map[string]bool{}
+	explored := map[string]bool{}
+	var visit func(string)
+	visit = func(l string) {
+		if explored[l] {
+			return
+		}
+		explored[l] = true
+		for _, d := range deps[l] {
+			needed[d] = true
+			visit(d)
+		}
+	}
 	for _, s := range steps {
-		if !s.Detach && s.Layer != "" && !needed["\x00"+s.Layer] {
-			needed["\x00"+s.Layer] = true // visited
-			for _, d := range Closure(deps, s.Layer) {
-				needed[d] = true
-			}
+		if !s.Detach && s.Layer != "" {
+			visit(s.Layer)
 		}
 	}
 	for i := range steps {
