@@ -18,7 +18,7 @@ import (
 )
 
 var (
-	layerKeys = []string{"depends", "env", "path_append", "ports", "route", "service", "rpm", "deb"}
+	layerKeys = []string{"depends", "env", "path_append", "ports", "route", "service", "rpm", "deb", "volumes"}
 	rpmKeys   = []string{"packages", "copr", "repos", "exclude", "options"}
 	repoKeys  = []string{"name", "url", "gpgkey"}
 	debKeys   = []string{"packages"}
@@ -212,6 +212,9 @@ func (l *loader) parseLayerYAML(layer *Layer, src *layerSrc, data []byte) {
 	}
 	if v, ok := f["rpm"]; ok {
 		layer.Rpm = parseRpm(d, v)
+	}
+	if v, ok := f["volumes"]; ok {
+		layer.Volumes = parseVolumes(d, v.val)
 	}
 	if v, ok := f["deb"]; ok {
 		df := d.mapping(v.val, "deb", debKeys)

@@ -70,6 +70,7 @@ type Layer struct {
 	Service    string
 	Rpm        *Rpm
 	Deb        *Deb
+	Volumes    []Volume
 
 	// Installs are the layer's install files (root.yml, a pixi manifest,
 	// package.json, ...), in processing order (installfile.Kinds).
