@@ -92,7 +92,7 @@ func ShellArgv(engine string, img Image, o ShellOptions) ([]string, error) {
 	case o.Command == "" || o.Stdin != StdinNone:
 		argv = append(argv, "-i")
 	}
-	argv = append(argv, mountArgs(o.Workspace)...)
+	argv = append(argv, mountArgs(engine, img, o.Workspace)...)
 	argv = append(argv, "--user", fmt.Sprintf("%d:%d", img.UID, img.GID))
 	argv = append(argv, publishArgs(img)...)
 	argv = append(argv, "--entrypoint", "bash", img.Ref)
@@ -110,7 +110,7 @@ func StartArgv(engine string, img Image, workspace string) ([]string, error) {
 		return nil, err
 	}
 	argv := []string{engine, "run", "-d", "--rm", "--name", ContainerName(img.Name)}
-	argv = append(argv, mountArgs(workspace)...)
+	argv = append(argv, mountArgs(engine, img, workspace)...)
 	argv = append(argv, publishArgs(img)...)
 	argv = append(argv, img.Ref)
 	return append(argv, supervisordCmd...), nil
@@ -168,8 +168,26 @@ func runChecks(engine string, img Image, workspace string) error {
 	return checkWorkspace(workspace)
 }
 
-func mountArgs(workspace string) []string {
-	return []string{"-v", workspace + ":/workspace", "-w", "/workspace"}
+// mountArgs are the workspace, the image's volumes and its GPUs; img was
+// validated.
+func mountArgs(engine string, img Image, workspace string) []string {
+	argv := []string{"-v", workspace + ":/workspace", "-w", "/workspace"}
+	for _, v := range img.Volumes {
+		argv = append(argv, "-v", volumeSpec(img.Name, v))
+	}
+	if img.GPU {
+		argv = append(argv, gpuArgs(engine)...)
+	}
+	return argv
+}
+
+// gpuArgs pass every NVIDIA GPU through: docker's --gpus (the NVIDIA
+// container toolkit), podman's CDI device.
+func gpuArgs(engine string) []string {
+	if engine == Podman {
+		return []string{"--device", CDIDevice}
+	}
+	return []string{"--gpus", "all"}
 }
 
 // publishArgs assumes img was validated.

@@ -158,6 +158,16 @@ func TestRejectsBadInput(t *testing.T) {
 		{"workspace CR", Docker, testImg, "/w\r", "control character"},
 		{"workspace NUL", Docker, testImg, "/w\x00", "control character"},
 		{"workspace colon", Docker, testImg, "/a:/etc", "':'"},
+		{"relative volume", Docker, mod(func(i *Image) { i.Volumes = []Volume{{"data", "data"}} }), "/w", "must be absolute"},
+		{"volume at root", Docker, mod(func(i *Image) { i.Volumes = []Volume{{"data", "/"}} }), "/w", "must be absolute, not /"},
+		{"volume path colon", Docker, mod(func(i *Image) { i.Volumes = []Volume{{"data", "/a:/etc"}} }), "/w", "':'"},
+		{"volume path comma", Docker, mod(func(i *Image) { i.Volumes = []Volume{{"data", "/a,readonly"}} }), "/w", "','"},
+		{"volume path newline", Docker, mod(func(i *Image) { i.Volumes = []Volume{{"data", "/a\nExecStartPre=/bin/evil"}} }), "/w", "control character"},
+		{"volume name flag", Docker, mod(func(i *Image) { i.Volumes = []Volume{{"x --privileged", "/a"}} }), "/w", "volume name"},
+		{"volume name colon", Docker, mod(func(i *Image) { i.Volumes = []Volume{{"a:/etc", "/a"}} }), "/w", "volume name"},
+		{"volume twice", Docker, mod(func(i *Image) { i.Volumes = []Volume{{"a", "/a"}, {"a", "/b"}} }), "/w", "listed twice"},
+		{"volume paths clash", Docker, mod(func(i *Image) { i.Volumes = []Volume{{"a", "/a"}, {"b", "/a/"}} }), "/w", `already mounted by volume "a"`},
+		{"volume on workspace", Docker, mod(func(i *Image) { i.Volumes = []Volume{{"a", "/workspace"}} }), "/w", "already mounted by the workspace"},
 	}
 	for _, tt := range bad {
 		t.Run(tt.name, func(t *testing.T) {

@@ -112,6 +112,35 @@ func TestE2EShell(t *testing.T) {
 	if code, err := h.Shell(ctx, img, ws, ""); err != nil || code != 3 || out.String() != "interactive 42\n" {
 		t.Errorf("interactive: code %d, err %v, out %q", code, err, out.String())
 	}
+	h.Stdin = nil
+
+	// A layer's volume: named ov-<image>-<name>, made by the engine on
+	// first use from the image's directory (so owned by the user), and
+	// kept from one shell to the next.
+	img.Volumes = []Volume{{Name: "home", Path: "/home/ov"}}
+	keepInVolume(t, h, img, ws, "shell")
+	if got := run(t, "docker", "volume", "inspect", "-f", "{{.Name}}", "ov-pod-e2e-home"); got != "ov-pod-e2e-home\n" {
+		t.Errorf("docker volume inspect: %q", got)
+	}
+}
+
+// keepInVolume writes a file into img's first volume in one shell and
+// reads it back in another: the second container sees the first one's
+// data.
+func keepInVolume(t *testing.T, h *Host, img Image, ws, what string) {
+	t.Helper()
+	ctx := context.Background()
+	var out bytes.Buffer
+	stdout := h.Stdout
+	h.Stdout = &out
+	defer func() { h.Stdout = stdout }()
+	file := img.Volumes[0].Path + "/kept-by-" + what
+	if code, err := h.Shell(ctx, img, ws, "id -u > "+file); err != nil || code != 0 {
+		t.Fatalf("writing into the volume: code %d, err %v", code, err)
+	}
+	if code, err := h.Shell(ctx, img, ws, "cat "+file+"; stat -c %u "+img.Volumes[0].Path); err != nil || code != 0 || out.String() != "1000\n1000\n" {
+		t.Errorf("reading the volume back: code %d, err %v, out %q", code, err, out.String())
+	}
 }
 
 func TestE2EStartStop(t *testing.T) {
@@ -121,6 +150,8 @@ func TestE2EStartStop(t *testing.T) {
 	ws := workspace(t, "100% ws")
 	ctx := context.Background()
 	h := &Host{Runner: ExecRunner{}, Engine: Docker, Stdout: io.Discard, Stderr: io.Discard}
+	img.Volumes = []Volume{{Name: "home", Path: "/home/ov"}}
+	keepInVolume(t, h, img, ws, "start")
 
 	if err := h.Start(ctx, img, ws); err != nil {
 		t.Fatal(err)
@@ -141,6 +172,11 @@ func TestE2EStartStop(t *testing.T) {
 	// supervisord is the container's command and runs as the image's USER.
 	if got := run(t, "docker", "exec", "ov-pod-e2e", "sh", "-c", "cat /proc/1/cmdline | tr '\\0' ' '; echo; id -u"); got != "/usr/bin/python3 /usr/bin/supervisord -n -c /etc/supervisord.conf \n1000\n" {
 		t.Errorf("pid 1 / user: %q", got)
+	}
+
+	// The image's volume is mounted: what a shell left in it is there.
+	if got := run(t, "docker", "exec", "ov-pod-e2e", "cat", "/home/ov/kept-by-start"); got != "1000\n" {
+		t.Errorf("volume content in the started container: %q", got)
 	}
 
 	// A second start fails with docker's reason in the error.
@@ -210,6 +246,7 @@ func TestE2EPodInstallTransfersFromDocker(t *testing.T) {
 	img := testImage(t)
 	port := freePort(t)
 	img.Ports = []string{fmt.Sprintf("%d:%s", port, servicePort)}
+	img.Volumes = []Volume{{Name: "home", Path: "/home/ov"}}
 	ws := workspace(t, "pod ws")
 	ctx := context.Background()
 	rec := &recordingRunner{replies: map[string]reply{
@@ -281,6 +318,11 @@ func TestE2EPodInstallTransfersFromDocker(t *testing.T) {
 	ph.Stdout = &out
 	if code, err := ph.Shell(ctx, img, ws, "id -u; cat hello.txt; exit 4"); err != nil || code != 4 || out.String() != "1000\nhello from the workspace\n" {
 		t.Errorf("podman shell: code %d, err %v, out %q", code, err, out.String())
+	}
+	// podman makes and keeps the image's volume too.
+	keepInVolume(t, ph, img, ws, "podman")
+	if got := run(t, "podman", "volume", "inspect", "--format", "{{.Name}}", "ov-pod-e2e-home"); got != "ov-pod-e2e-home\n" {
+		t.Errorf("podman volume inspect: %q", got)
 	}
 
 	if err := h.Uninstall(ctx, img.Name); err != nil {

@@ -15,6 +15,7 @@
 //		err = pod.CheckEngine(engine)
 //	}
 //	ws, err := pod.Workspace(flagW) // "" is the current directory
+//	img.GPU, err = pod.WantGPU(ctx, flagGPU, pod.HostGPU()) // auto, on, off
 //	h := pod.NewHost(engine)
 //	code, err := h.Shell(ctx, img, ws, flagC) // exit with code
 //	err = h.Start(ctx, img, ws); err = h.Stop(ctx, name)
@@ -41,7 +42,24 @@ type Image struct {
 	UID   int      // numeric user for `ov shell` (0 is a real value: root)
 	GID   int      // numeric group for `ov shell`
 	Ports []string // "8080" or "8000:9000" as written in images.yml
+	// Volumes are mounted as named volumes ov-<image>-<name>, created by
+	// the engine on first use and kept across containers.
+	Volumes []Volume
+	// GPU passes the host's NVIDIA GPUs through (see WantGPU).
+	GPU bool
 }
+
+// Volume is a named volume and where it is mounted in the container.
+type Volume struct {
+	Name string // as in layer.yml: "models"
+	Path string // absolute, ~ and $HOME expanded
+}
+
+// VolumeName is the engine's name of image's volume name.
+func VolumeName(image, name string) string { return ContainerName(image) + "-" + name }
+
+// volumeSpec is the -v / Volume= value of v for image: "ov-<image>-<name>:<path>".
+func volumeSpec(image string, v Volume) string { return VolumeName(image, v.Name) + ":" + v.Path }
 
 // ContainerName is the name of the container `ov start` and the quadlet run.
 func ContainerName(image string) string { return "ov-" + image }
@@ -81,6 +99,37 @@ func (img Image) Validate() error {
 		if _, err := PublishSpec(p); err != nil {
 			return fmt.Errorf("image %q: %w", img.Name, err)
 		}
+	}
+	if err := checkVolumes(img); err != nil {
+		return fmt.Errorf("image %q: %w", img.Name, err)
+	}
+	return nil
+}
+
+// checkVolumes checks that each volume has a usable name and a plain
+// absolute path (no ':' or ',', which split mount options) that no other
+// mount uses.
+func checkVolumes(img Image) error {
+	names, paths := map[string]bool{}, map[string]string{"/workspace": "the workspace"}
+	for _, v := range img.Volumes {
+		if err := ValidateName(VolumeName(img.Name, v.Name)); err != nil || strings.Contains(v.Name, ":") {
+			return fmt.Errorf("volume name %q: want letters, digits, '_', '.', '-'", v.Name)
+		}
+		if names[v.Name] {
+			return fmt.Errorf("volume %q is listed twice", v.Name)
+		}
+		names[v.Name] = true
+		if err := noControl("volume path", v.Path); err != nil {
+			return err
+		}
+		clean := filepath.Clean(v.Path)
+		if !filepath.IsAbs(v.Path) || strings.ContainsAny(v.Path, ":,") || clean == "/" {
+			return fmt.Errorf("volume %q: path %q must be absolute, not /, and without ':' or ','", v.Name, v.Path)
+		}
+		if other, dup := paths[clean]; dup {
+			return fmt.Errorf("volume %q: path %s is already mounted by %s", v.Name, clean, other)
+		}
+		paths[clean] = fmt.Sprintf("volume %q", v.Name)
 	}
 	return nil
 }

@@ -73,6 +73,12 @@ func Quadlet(img Image, workspace string) ([]byte, error) {
 	kv("Image", img.Ref)
 	kv("ContainerName", ContainerName(img.Name))
 	kv("Volume", workspace+":/workspace")
+	for _, v := range img.Volumes {
+		kv("Volume", volumeSpec(img.Name, v))
+	}
+	if img.GPU {
+		kv("AddDevice", CDIDevice)
+	}
 	kv("WorkingDir", "/workspace")
 	for _, p := range img.Ports {
 		spec, _ := PublishSpec(p) // validated above
@@ -121,6 +127,7 @@ func InstalledWorkspace(path, image string) (string, error) {
 		if !ok {
 			continue
 		}
+		// The first Volume= is the workspace; the image's volumes follow.
 		src, ok := strings.CutSuffix(v, ":/workspace")
 		if !ok {
 			return "", fmt.Errorf("%s:%d: Volume= does not mount /workspace", path, n)

@@ -22,6 +22,8 @@ var quadletCases = []struct {
 	{"spaces-percent", Image{Name: "web_1.x", Ref: "registry.example.com:5000/team/web@sha256:" + strings.Repeat("ab", 32), UID: 1000, GID: 100, Ports: []string{"9090", "1:65535", "8000:8000"}},
 		"/home/user/my project/100% done/%h %n/$HOME ${USER} $$"},
 	{"quotes-backslash", Image{Name: "q", Ref: "q:latest", Ports: []string{"80"}}, `/tmp/it's a "dir"\ with\tno-tab`},
+	{"cuda-gpu-volumes", cudaImg, "/home/user/models ws"},
+	{"volume-percent", Image{Name: "v", Ref: "v:1", Volumes: []Volume{{Name: "data", Path: "/srv/100% data"}}}, "/w"},
 }
 
 func TestQuadletGolden(t *testing.T) {
@@ -108,6 +110,12 @@ func checkUnitStructure(t testing.TB, text []byte, img Image, ws string) {
 	for _, p := range img.Ports {
 		s, _ := PublishSpec(p)
 		want["Container/PublishPort"] = append(want["Container/PublishPort"], s)
+	}
+	for _, v := range img.Volumes {
+		want["Container/Volume"] = append(want["Container/Volume"], "ov-"+img.Name+"-"+v.Name+":"+v.Path)
+	}
+	if img.GPU {
+		want["Container/AddDevice"] = []string{"nvidia.com/gpu=all"}
 	}
 	got := map[string][]string{}
 	section := ""
