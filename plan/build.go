@@ -92,16 +92,11 @@ func BuildContext(ctx context.Context, p *spec.Project, names []string, opts Opt
 	if err := checkRef("pixi image", opts.PixiImage); err != nil {
 		return nil, err
 	}
-	if opts.Users == nil {
-		opts.Users = func(_ context.Context, _ string, want spec.User) (spec.User, error) {
-			return defaultUser(want), nil
-		}
-	}
 	order, err := selectImages(p, names)
 	if err != nil {
 		return nil, err
 	}
-	b := &builder{ctx: ctx, p: p, opts: opts, users: map[string]spec.User{}, plans: map[string]*Image{}}
+	b := newBuilder(ctx, p, opts)
 	out := make([]*Image, 0, len(order))
 	for _, n := range order {
 		pl, err := b.image(p.Images[n])
@@ -147,6 +142,21 @@ type builder struct {
 	opts  Options
 	users map[string]spec.User // external base + uid -> resolved
 	plans map[string]*Image
+}
+
+func newBuilder(ctx context.Context, p *spec.Project, opts Options) *builder {
+	if opts.Users == nil {
+		opts.Users = func(_ context.Context, _ string, want spec.User) (spec.User, error) {
+			return defaultUser(want), nil
+		}
+	}
+	return &builder{ctx: ctx, p: p, opts: opts, users: map[string]spec.User{}, plans: map[string]*Image{}}
+}
+
+// ImageUser resolves the account img's user steps run as, as Build does
+// (users as in Options.Users): hosts that run the image need its home.
+func ImageUser(ctx context.Context, p *spec.Project, img *spec.Image, users UserLookup) (spec.User, error) {
+	return newBuilder(ctx, p, Options{Users: users}).user(img)
 }
 
 func defaultUser(want spec.User) spec.User {

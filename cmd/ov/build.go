@@ -16,7 +16,6 @@ import (
 	"github.com/moby/buildkit/util/progress/progressui"
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/overthink/ov/baseuser"
 	"github.com/overthink/ov/explain"
 	"github.com/overthink/ov/internal/builddir"
 	"github.com/overthink/ov/llb"
@@ -264,13 +263,9 @@ func (c *BuildCmd) platforms() ([]ocispecs.Platform, error) {
 
 // plan plans the targets and the parents they build on.
 func (c *BuildCmd) plan(ctx context.Context, g *Globals, p *spec.Project) ([]*plan.Image, error) {
-	offline, err := envBool("OV_OFFLINE")
+	users, err := userLookup(c.OfflineUser)
 	if err != nil {
-		return nil, userErrorf("%v", err)
-	}
-	users := baseuser.Resolver(baseuser.Options{})
-	if c.OfflineUser || offline {
-		users = baseuser.Offline
+		return nil, err
 	}
 	plans, err := plan.BuildContext(ctx, p, c.Images, plan.Options{
 		CalVer:      g.CalVer(),

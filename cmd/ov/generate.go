@@ -46,13 +46,9 @@ func (c *GenerateCmd) Run(g *Globals) error {
 	if err != nil {
 		return err
 	}
-	offline, err := envBool("OV_OFFLINE")
+	users, err := userLookup(c.OfflineUser)
 	if err != nil {
-		return userErrorf("%v", err)
-	}
-	users := baseuser.Resolver(baseuser.Options{})
-	if c.OfflineUser || offline {
-		users = baseuser.Offline
+		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
@@ -82,6 +78,20 @@ func (c *GenerateCmd) Run(g *Globals) error {
 	}
 	fmt.Fprintf(g.Stderr, "generated %s: %d images (%s)\n", generate.BakePath, len(plans), strings.Join(names, ", "))
 	return nil
+}
+
+// userLookup is how commands resolve the users of external bases: from
+// the base image's /etc/passwd, or offline (--offline-user, OV_OFFLINE=1)
+// as the configured user with home /home/<user>.
+func userLookup(offlineFlag bool) (plan.UserLookup, error) {
+	offline, err := envBool("OV_OFFLINE")
+	if err != nil {
+		return nil, userErrorf("%v", err)
+	}
+	if offlineFlag || offline {
+		return baseuser.Offline, nil
+	}
+	return baseuser.Resolver(baseuser.Options{}), nil
 }
 
 // envBool reads a boolean environment variable; unset or empty is false.

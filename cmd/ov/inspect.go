@@ -6,13 +6,14 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/overthink/ov/pod"
 	"github.com/overthink/ov/spec"
 )
 
 // InspectCmd prints an image's resolved configuration.
 type InspectCmd struct {
 	Image  string `arg:"" predictor:"image" help:"Image name from images.yml."`
-	Format string `short:"f" placeholder:"FIELD" predictor:"inspect-field" help:"Print only FIELD, bare, for shell substitution: name, enabled, base, parent, chain, bootc, platforms, registry, tag, tags, pkg, layers, layers_written, ports, user, uid, gid. Lists are space-separated on one line."`
+	Format string `short:"f" placeholder:"FIELD" predictor:"inspect-field" help:"Print only FIELD, bare, for shell substitution: name, enabled, base, parent, chain, bootc, platforms, registry, tag, tags, pkg, layers, layers_written, ports, volumes, user, uid, gid. Lists are space-separated on one line."`
 }
 
 func (c *InspectCmd) Help() string {
@@ -21,31 +22,40 @@ image's platforms, pkg and user carry over to images built on it) as JSON:
 "layers" is the resolved install order (dependencies first, without layers
 a base image already installs), "layers_written" the list in images.yml,
 "tags" the references a build is tagged with now, "tag" the first of them
-(for tag auto, the CalVer of now; latest is the last).
+(for tag auto, the CalVer of now; latest is the last), "volumes" the named
+volumes ov shell, ov start and ov pod mount (--format volumes prints them
+as docker -v values: ov-<image>-<name>:<path>).
 
 Example: ov inspect fedora-test --format layers`
 }
 
 // inspectJSON is the JSON shape of `ov inspect`.
 type inspectJSON struct {
-	Name          string     `json:"name"`
-	Enabled       bool       `json:"enabled"`
-	Base          string     `json:"base"`
-	Parent        string     `json:"parent"`
-	Chain         []string   `json:"chain"`
-	Bootc         bool       `json:"bootc"`
-	Platforms     []string   `json:"platforms"`
-	Registry      string     `json:"registry"`
-	Tag           string     `json:"tag"`
-	Tags          []string   `json:"tags"`
-	Pkg           string     `json:"pkg"`
-	Layers        []string   `json:"layers"`
-	LayersWritten []string   `json:"layers_written"`
-	Ports         []string   `json:"ports"`
-	User          string     `json:"user"`
-	UID           int        `json:"uid"`
-	GID           int        `json:"gid"`
-	Merge         *mergeJSON `json:"merge"`
+	Name          string       `json:"name"`
+	Enabled       bool         `json:"enabled"`
+	Base          string       `json:"base"`
+	Parent        string       `json:"parent"`
+	Chain         []string     `json:"chain"`
+	Bootc         bool         `json:"bootc"`
+	Platforms     []string     `json:"platforms"`
+	Registry      string       `json:"registry"`
+	Tag           string       `json:"tag"`
+	Tags          []string     `json:"tags"`
+	Pkg           string       `json:"pkg"`
+	Layers        []string     `json:"layers"`
+	LayersWritten []string     `json:"layers_written"`
+	Ports         []string     `json:"ports"`
+	Volumes       []volumeJSON `json:"volumes"`
+	User          string       `json:"user"`
+	UID           int          `json:"uid"`
+	GID           int          `json:"gid"`
+	Merge         *mergeJSON   `json:"merge"`
+}
+
+type volumeJSON struct {
+	Name   string `json:"name"`
+	Volume string `json:"volume"` // the engine's name
+	Path   string `json:"path"`
 }
 
 type mergeJSON struct {
@@ -54,7 +64,7 @@ type mergeJSON struct {
 }
 
 // inspectFields are the --format fields, in the order of the JSON.
-var inspectFields = []string{"name", "enabled", "base", "parent", "chain", "bootc", "platforms", "registry", "tag", "tags", "pkg", "layers", "layers_written", "ports", "user", "uid", "gid"}
+var inspectFields = []string{"name", "enabled", "base", "parent", "chain", "bootc", "platforms", "registry", "tag", "tags", "pkg", "layers", "layers_written", "ports", "volumes", "user", "uid", "gid"}
 
 func (c *InspectCmd) Run(g *Globals) error {
 	if c.Format != "" && !contains(inspectFields, c.Format) {
@@ -87,6 +97,14 @@ func (c *InspectCmd) Run(g *Globals) error {
 		Chain:         []string{},
 	}
 	v.Tag = v.Tags[0]
+	// Volumes under the home may need the base image's passwd: only
+	// when asked for.
+	var mounts []string
+	if c.Format == "" || c.Format == "volumes" {
+		if v.Volumes, mounts, err = inspectVolumes(p, img); err != nil {
+			return err
+		}
+	}
 	for _, ci := range p.Chain(img) {
 		v.Chain = append(v.Chain, ci.Name)
 	}
@@ -116,12 +134,34 @@ func (c *InspectCmd) Run(g *Globals) error {
 		"layers":         strings.Join(v.Layers, " "),
 		"layers_written": strings.Join(v.LayersWritten, " "),
 		"ports":          strings.Join(v.Ports, " "),
+		"volumes":        strings.Join(mounts, " "),
 		"user":           v.User,
 		"uid":            strconv.Itoa(v.UID),
 		"gid":            strconv.Itoa(v.GID),
 	}
 	_, err = fmt.Fprintln(g.Stdout, fields[c.Format])
 	return err
+}
+
+// inspectVolumes returns img's volumes for the JSON and as -v values.
+func inspectVolumes(p *spec.Project, img *spec.Image) ([]volumeJSON, []string, error) {
+	users, err := userLookup(false)
+	if err != nil {
+		return nil, nil, err
+	}
+	ctx, stop := interruptible()
+	defer stop()
+	volumes, err := imageVolumes(ctx, p, img, users)
+	if err != nil {
+		return nil, nil, err
+	}
+	out, mounts := []volumeJSON{}, []string{}
+	for _, vol := range volumes {
+		name := pod.VolumeName(img.Name, vol.Name)
+		out = append(out, volumeJSON{Name: vol.Name, Volume: name, Path: vol.Path})
+		mounts = append(mounts, name+":"+vol.Path)
+	}
+	return out, mounts, nil
 }
 
 // findImage returns the named image or a user error suggesting the nearest

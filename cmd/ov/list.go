@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 
+	"github.com/overthink/ov/pod"
 	"github.com/overthink/ov/spec"
 )
 
@@ -13,6 +14,7 @@ type ListCmd struct {
 	Targets  ListTargetsCmd  `cmd:"" help:"Build targets: enabled images in build order (base images first)."`
 	Services ListServicesCmd `cmd:"" help:"Layers with a supervisord service, sorted."`
 	Routes   ListRoutesCmd   `cmd:"" help:"Layers with a traefik route, as: layer host port."`
+	Volumes  ListVolumesCmd  `cmd:"" help:"Named volumes of enabled images (from their layers, parents included), as: image volume path."`
 }
 
 type (
@@ -21,6 +23,7 @@ type (
 	ListTargetsCmd  struct{}
 	ListServicesCmd struct{}
 	ListRoutesCmd   struct{}
+	ListVolumesCmd  struct{}
 )
 
 // listLines loads the project and prints the lines lines returns.
@@ -76,4 +79,32 @@ func (c *ListRoutesCmd) Run(g *Globals) error {
 		}
 		return out
 	})
+}
+
+func (c *ListVolumesCmd) Run(g *Globals) error {
+	p, err := loadProject(g)
+	if err != nil {
+		return err
+	}
+	users, err := userLookup(false)
+	if err != nil {
+		return err
+	}
+	ctx, stop := interruptible()
+	defer stop()
+	for _, name := range p.Names {
+		if !p.Image(name).Enabled {
+			continue
+		}
+		volumes, err := imageVolumes(ctx, p, p.Image(name), users)
+		if err != nil {
+			return err
+		}
+		for _, v := range volumes {
+			if _, err := fmt.Fprintf(g.Stdout, "%s %s %s\n", name, pod.VolumeName(name, v.Name), v.Path); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }

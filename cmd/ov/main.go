@@ -29,7 +29,7 @@ type CLI struct {
 
 	Validate ValidateCmd `cmd:"" help:"Check images.yml and every layer; print all problems as file:line: message."`
 	Inspect  InspectCmd  `cmd:"" help:"Print an image's resolved configuration as JSON, or one field with --format."`
-	List     ListCmd     `cmd:"" help:"List images, layers, build targets, services or routes."`
+	List     ListCmd     `cmd:"" help:"List images, layers, build targets, services, routes or volumes."`
 	New      NewCmd      `cmd:"" help:"Scaffold a new layer."`
 	Version  VersionCmd  `cmd:"" help:"Print the CalVer version of this moment (YYYY.DDD.HHMM, UTC)."`
 

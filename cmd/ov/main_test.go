@@ -23,6 +23,9 @@ var now = time.Date(2026, 2, 16, 9, 5, 0, 0, time.UTC)
 // TestMain lets tests run the real binary: with OV_TEST_MAIN=1 the test
 // executable behaves as ov (os.Args after "--").
 func TestMain(m *testing.M) {
+	if log := os.Getenv(fakeToolLog); log != "" && slices.Contains(fakeTools, filepath.Base(os.Args[0])) {
+		os.Exit(fakeTool(log))
+	}
 	if os.Getenv("OV_TEST_MAIN") == "1" {
 		for i, a := range os.Args {
 			if a == "--" {

@@ -115,6 +115,13 @@ const layerTemplate = `# layers/NAME/layer.yml: what the NAME layer needs beside
 # ports:
 #   - 8080
 
+# Named volumes for data kept across containers (models, caches): ov shell,
+# ov start and ov pod mount each as ov-<image>-<name>. ~ and $HOME are the
+# user's home.
+# volumes:
+#   - name: data
+#     path: "~/.NAME"
+
 # A traefik route to the layer's service (the image needs the traefik layer).
 # route:
 #   host: NAME.localhost

@@ -25,18 +25,19 @@ func podHost(g *Globals) *pod.Host {
 
 // PodInstallCmd is `ov pod install`.
 type PodInstallCmd struct {
+	GPUFlag
 	Image     string `arg:"" predictor:"image" help:"Image name from images.yml."`
 	Workspace string `short:"w" placeholder:"PATH" help:"Directory mounted at /workspace (default: the current directory)."`
 	Tag       string `placeholder:"TAG" help:"Tag to run (default: latest for tag auto, else the configured tag)."`
 }
 
 func (c *PodInstallCmd) Run(g *Globals) error {
-	img, ws, err := podTarget(g, c.Image, c.Tag, c.Workspace)
+	ctx, stop := interruptible()
+	defer stop()
+	img, ws, err := podTarget(ctx, g, c.Image, c.Tag, c.Workspace, c.GPUFlag)
 	if err != nil {
 		return err
 	}
-	ctx, stop := interruptible()
-	defer stop()
 	if err := podHost(g).Install(ctx, img, ws); err != nil {
 		return err
 	}
@@ -46,17 +47,18 @@ func (c *PodInstallCmd) Run(g *Globals) error {
 
 // PodUpdateCmd is `ov pod update`.
 type PodUpdateCmd struct {
+	GPUFlag
 	Image string `arg:"" predictor:"image" help:"Image name from images.yml."`
 	Tag   string `placeholder:"TAG" help:"Tag to run (default: latest for tag auto, else the configured tag)."`
 }
 
 func (c *PodUpdateCmd) Run(g *Globals) error {
-	img, err := podImage(g, c.Image, c.Tag)
+	ctx, stop := interruptible()
+	defer stop()
+	img, err := podImage(ctx, g, c.Image, c.Tag, c.GPUFlag)
 	if err != nil {
 		return err
 	}
-	ctx, stop := interruptible()
-	defer stop()
 	return podHost(g).Update(ctx, img)
 }
 

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os/exec"
 
+	"github.com/overthink/ov/plan"
 	"github.com/overthink/ov/pod"
 	"github.com/overthink/ov/spec"
 )
@@ -24,9 +26,18 @@ func (f EngineFlag) engine() (string, error) {
 	return e, nil
 }
 
+// GPUFlag is --gpu for commands that run images.
+type GPUFlag struct {
+	GPU string `name:"gpu" env:"OV_GPU" enum:",auto,on,off" default:"auto" placeholder:"auto|on|off" help:"Pass the NVIDIA GPUs through (docker --gpus all; podman and quadlets: CDI device nvidia.com/gpu=all). auto: when nvidia-smi runs or a CDI spec in /etc/cdi or /var/run/cdi defines nvidia.com/gpu."`
+}
+
+// hostGPU probes this machine for GPUs (tests fake it).
+var hostGPU = pod.HostGPU
+
 // podImage resolves an images.yml image into what pod needs to run it: the
-// reference (tag, or latest for "auto"), the user and the ports.
-func podImage(g *Globals, name, tag string) (pod.Image, error) {
+// reference (tag, or latest for "auto"), the user, the ports, the volumes
+// of its layers and whether to pass GPUs through.
+func podImage(ctx context.Context, g *Globals, name, tag string, gpu GPUFlag) (pod.Image, error) {
 	p, err := loadProject(g)
 	if err != nil {
 		return pod.Image{}, err
@@ -35,12 +46,44 @@ func podImage(g *Globals, name, tag string) (pod.Image, error) {
 	if err != nil {
 		return pod.Image{}, err
 	}
-	return pod.Image{Name: img.Name, Ref: runRef(img, tag), UID: img.UID, GID: img.GID, Ports: img.Ports}, nil
+	users, err := userLookup(false)
+	if err != nil {
+		return pod.Image{}, err
+	}
+	volumes, err := imageVolumes(ctx, p, img, users)
+	if err != nil {
+		return pod.Image{}, err
+	}
+	withGPU, err := pod.WantGPU(ctx, gpu.GPU, hostGPU())
+	if err != nil {
+		return pod.Image{}, userErrorf("%v", err)
+	}
+	return pod.Image{Name: img.Name, Ref: runRef(img, tag), UID: img.UID, GID: img.GID, Ports: img.Ports,
+		Volumes: volumes, GPU: withGPU}, nil
+}
+
+// imageVolumes returns the volumes of img's layers with ~ and $HOME
+// expanded to the image's home, which is resolved as ov build resolves it
+// (the base image's account at the uid), and only when a path needs it.
+func imageVolumes(ctx context.Context, p *spec.Project, img *spec.Image, users plan.UserLookup) ([]pod.Volume, error) {
+	var out []pod.Volume
+	home := ""
+	for _, v := range p.Volumes(img) {
+		if home == "" && spec.ExpandHome(v.Path, "\x00") != v.Path {
+			u, err := plan.ImageUser(ctx, p, img, users)
+			if err != nil {
+				return nil, userErrorf("image %q: the home its volumes are under: %v", img.Name, err)
+			}
+			home = u.Home
+		}
+		out = append(out, pod.Volume{Name: v.Name, Path: spec.ExpandHome(v.Path, home)})
+	}
+	return out, nil
 }
 
 // podTarget is podImage plus the workspace directory, made absolute.
-func podTarget(g *Globals, name, tag, workspace string) (pod.Image, string, error) {
-	img, err := podImage(g, name, tag)
+func podTarget(ctx context.Context, g *Globals, name, tag, workspace string, gpu GPUFlag) (pod.Image, string, error) {
+	img, err := podImage(ctx, g, name, tag, gpu)
 	if err != nil {
 		return pod.Image{}, "", err
 	}
@@ -67,6 +110,7 @@ func runRef(img *spec.Image, tag string) string {
 // ShellCmd is `ov shell`.
 type ShellCmd struct {
 	EngineFlag
+	GPUFlag
 	Image     string `arg:"" predictor:"image" help:"Image name from images.yml."`
 	Workspace string `short:"w" placeholder:"PATH" help:"Directory mounted at /workspace (default: the current directory)."`
 	Tag       string `placeholder:"TAG" help:"Tag to run (default: latest for tag auto, else the configured tag)."`
@@ -74,7 +118,9 @@ type ShellCmd struct {
 }
 
 func (c *ShellCmd) Run(g *Globals) error {
-	img, ws, err := podTarget(g, c.Image, c.Tag, c.Workspace)
+	ctx, stop := interruptible()
+	defer stop()
+	img, ws, err := podTarget(ctx, g, c.Image, c.Tag, c.Workspace, c.GPUFlag)
 	if err != nil {
 		return err
 	}
@@ -82,8 +128,6 @@ func (c *ShellCmd) Run(g *Globals) error {
 	if err != nil {
 		return err
 	}
-	ctx, stop := interruptible()
-	defer stop()
 	h := pod.NewHost(engine)
 	h.Stdout, h.Stderr = g.Stdout, g.Stderr
 	return codeErr(h.Shell(ctx, img, ws, c.Command))
@@ -92,13 +136,16 @@ func (c *ShellCmd) Run(g *Globals) error {
 // StartCmd is `ov start`.
 type StartCmd struct {
 	EngineFlag
+	GPUFlag
 	Image     string `arg:"" predictor:"image" help:"Image name from images.yml."`
 	Workspace string `short:"w" placeholder:"PATH" help:"Directory mounted at /workspace (default: the current directory)."`
 	Tag       string `placeholder:"TAG" help:"Tag to run (default: latest for tag auto, else the configured tag)."`
 }
 
 func (c *StartCmd) Run(g *Globals) error {
-	img, ws, err := podTarget(g, c.Image, c.Tag, c.Workspace)
+	ctx, stop := interruptible()
+	defer stop()
+	img, ws, err := podTarget(ctx, g, c.Image, c.Tag, c.Workspace, c.GPUFlag)
 	if err != nil {
 		return err
 	}
@@ -106,8 +153,6 @@ func (c *StartCmd) Run(g *Globals) error {
 	if err != nil {
 		return err
 	}
-	ctx, stop := interruptible()
-	defer stop()
 	if err := pod.NewHost(engine).Start(ctx, img, ws); err != nil {
 		return err
 	}
