@@ -303,13 +303,13 @@ func (b *builder) image(img *spec.Image) (*Image, error) {
 	// its config already.
 	env, paths := spec.Env(own, u.Home)
 	for _, kv := range env {
-		if err := checkEnvValue(kv.Value); err != nil {
+		if err := spec.CheckEnvValue(kv.Value); err != nil {
 			return nil, fmt.Errorf("env %s (from %s): %w", kv.Key, envSource(own, kv.Key), err)
 		}
 		pl.Env = append(pl.Env, EnvVar{Key: kv.Key, Value: kv.Value})
 	}
 	for _, pa := range paths {
-		if err := checkEnvValue(pa); err != nil {
+		if err := spec.CheckEnvValue(pa); err != nil {
 			return nil, fmt.Errorf("path_append %q: %w", pa, err)
 		}
 	}
@@ -401,15 +401,6 @@ func checkLayerName(n string) error {
 		return fmt.Errorf("layer name %q cannot name a build stage", n)
 	case spec.ReservedStage(n):
 		return fmt.Errorf("layer name %q is reserved for a build stage", n)
-	}
-	return nil
-}
-
-// checkEnvValue rejects what a Containerfile ENV cannot carry: a Dockerfile
-// has no escape for a newline (a backslash before one continues the line).
-func checkEnvValue(v string) error {
-	if i := strings.IndexFunc(v, func(r rune) bool { return r < ' ' && r != '\t' || r == 0x7f }); i >= 0 {
-		return fmt.Errorf("value %q contains a control character (newline?), which a Containerfile ENV cannot carry", v)
 	}
 	return nil
 }
@@ -848,22 +839,11 @@ logfile_maxbytes=0
 pidfile=/tmp/supervisord.pid
 `
 
-// fragment checks a layer's service text. Fragments are concatenated, so
-// text before the first section header would land in the previous
-// fragment's section; the text must start with a section ("[program:x]").
+// fragment checks a layer's service text (spec.CheckService) and returns
+// it as a fragment.
 func fragment(l *spec.Layer) (string, error) {
-	for _, line := range strings.Split(l.Service, "\n") {
-		t := strings.TrimSpace(line)
-		if t == "" || strings.HasPrefix(t, ";") || strings.HasPrefix(t, "#") {
-			continue
-		}
-		if !strings.HasPrefix(t, "[") || !strings.HasSuffix(t, "]") {
-			return "", fmt.Errorf("%s: service must start with a section header like [program:%s], not %q", l.Pos.File, l.Name, t)
-		}
-		break
-	}
-	if strings.ContainsRune(l.Service, 0) {
-		return "", fmt.Errorf("%s: service contains a NUL byte", l.Pos.File)
+	if err := spec.CheckService(l.Name, l.Service); err != nil {
+		return "", fmt.Errorf("%s: %w", l.Pos.File, err)
 	}
 	return ensureNewline(l.Service), nil
 }

@@ -81,6 +81,52 @@ func CheckTag(tag string) error {
 	return nil
 }
 
+// MaxEnvValue bounds an env value: a Containerfile line carries at most
+// 65,535 bytes (BuildKit's parser refuses longer ones), escaping can double
+// a value, and the ENV line needs room for its key.
+const MaxEnvValue = 16 << 10
+
+// CheckEnvValue rejects what a Containerfile ENV cannot carry: a Dockerfile
+// has no escape for a newline or carriage return (a backslash before a
+// newline continues the line), nor a line over 65,535 bytes.
+func CheckEnvValue(v string) error {
+	if i := strings.IndexFunc(v, func(r rune) bool { return r < ' ' && r != '\t' || r == 0x7f }); i >= 0 {
+		return fmt.Errorf("value %q contains a control character (newline?), which a Containerfile ENV cannot carry", clip(v))
+	}
+	if len(v) > MaxEnvValue {
+		return fmt.Errorf("value %q is %d bytes long: at most %d", clip(v), len(v), MaxEnvValue)
+	}
+	return nil
+}
+
+// CheckService checks a layer's service text, which becomes a supervisord
+// fragment concatenated after the others: it must start with a section
+// header ("[program:x]") at column 0 (text before it would land in the
+// previous fragment's section, an indented line continues its last value) and must not hold a NUL or a carriage return
+// (supervisord reads a lone CR as a line end, so a value could start a new
+// line).
+func CheckService(name, text string) error {
+	if strings.ContainsRune(text, 0) {
+		return fmt.Errorf("service contains a NUL byte")
+	}
+	if strings.ContainsRune(text, '\r') {
+		return fmt.Errorf("service contains a carriage return (CR): use plain newlines")
+	}
+	for _, line := range strings.Split(text, "\n") {
+		t := strings.TrimSpace(line)
+		if t == "" || strings.HasPrefix(t, ";") || strings.HasPrefix(t, "#") {
+			continue
+		}
+		// Indented, even a header continues the previous fragment's
+		// last value.
+		if !strings.HasPrefix(line, "[") || !strings.HasSuffix(t, "]") || len(t) < 3 {
+			return fmt.Errorf("service must start with a section header like [program:%s] at the start of a line, not %q", name, clip(line))
+		}
+		return nil
+	}
+	return fmt.Errorf("service has no section: start it with a header like [program:%s]", name)
+}
+
 func checkPort(p int) error {
 	if p < 1 || p > 65535 {
 		return fmt.Errorf("port %d is out of range (1-65535)", p)
@@ -101,6 +147,9 @@ func checkPortMapping(s string) error {
 		}
 		if err := checkPort(n); err != nil {
 			return fmt.Errorf("invalid port mapping %q: %v", clip(s), err)
+		}
+		if part[0] == '0' { // podman and docker differ on "08080"; ov shell refuses it
+			return fmt.Errorf("invalid port mapping %q: a port has no leading zero", clip(s))
 		}
 	}
 	return nil

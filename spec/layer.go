@@ -207,6 +207,9 @@ func (l *loader) parseLayerYAML(layer *Layer, src *layerSrc, data []byte) {
 	}
 	if v, ok := f["service"]; ok {
 		if s, ok := d.str("service", v.val); ok {
+			if err := CheckService(layer.Name, s); err != nil {
+				d.errf(v.val, "%v", err)
+			}
 			layer.Service = s
 		}
 	}
@@ -250,8 +253,8 @@ func (l *loader) parseEnv(d *doc, n *yaml.Node) map[string]string {
 		if !ok {
 			continue
 		}
-		if strings.ContainsRune(val, 0) {
-			d.errf(v, "env %s: value must not contain NUL bytes", k.Value)
+		if err := CheckEnvValue(val); err != nil {
+			d.errf(v, "env %s: %v", k.Value, err)
 			continue
 		}
 		env[k.Value] = val

@@ -186,11 +186,19 @@ func (r *resolver) resolveImage(ri *rawImage, parent *Image) *Image {
 	img.Platforms = r.platforms(ri, parent, errs)
 
 	ports := first(s.ports, d.ports, nil)
+	hostPorts := map[string]int{} // host port -> line
 	for _, it := range ports.v {
+		pos := Pos{File: "images.yml", Line: it.line}
 		if err := checkPortMapping(it.v); err != nil {
-			errs.add(Pos{File: "images.yml", Line: it.line}, "ports: %v", err)
+			errs.add(pos, "ports: %v", err)
 			continue
 		}
+		host, _, _ := strings.Cut(it.v, ":")
+		if first, dup := hostPorts[host]; dup {
+			errs.add(pos, "ports: host port %s is published twice (first at line %d)", host, first)
+			continue
+		}
+		hostPorts[host] = it.line
 		img.Ports = append(img.Ports, it.v)
 	}
 
@@ -203,10 +211,34 @@ func (r *resolver) resolveImage(ri *rawImage, parent *Image) *Image {
 	}
 
 	r.layerOrder(img, ri, parent, errs)
+	r.checkRouteHosts(img, errs)
 	if parent != nil && slices.Contains(img.Install, parent.Name) && bareRef(parent) {
 		errs.add(base.pos, "base image %q has the name of layer %q, which this image installs: docker buildx bake would put the image in place of the layer's build stage (rename one of them, or give the base image a registry)", parent.Name, parent.Name)
 	}
 	return img
+}
+
+// checkRouteHosts refuses two routes of an image's chain for one host:
+// traefik matches hosts without regard to case, so "App.localhost" and
+// "app.localhost" are the same.
+func (r *resolver) checkRouteHosts(img *Image, errs *errList) {
+	seen := map[string]string{} // lowercased host -> layer
+	seenImg := map[string]bool{}
+	for c := img; c != nil && !seenImg[c.Name]; c = r.images[c.Parent] {
+		seenImg[c.Name] = true
+		for _, ln := range c.Install {
+			l := r.layers[ln]
+			if l == nil || l.Route == nil {
+				continue
+			}
+			h := strings.ToLower(l.Route.Host)
+			if other, dup := seen[h]; dup && other != ln {
+				errs.add(l.Pos, "route: host %q is also the host of layer %q in image %q (hosts match without regard to case)", l.Route.Host, other, img.Name)
+				continue
+			}
+			seen[h] = ln
+		}
+	}
 }
 
 // bareRef reports whether img's reference is a bare name in its familiar

@@ -1,7 +1,10 @@
 package spec
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"regexp"
 	"strconv"
 	"strings"
@@ -31,7 +34,24 @@ var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 // file:line error, a nil node and false. An empty document yields nil, true.
 func (d *doc) parse(data []byte) (*yaml.Node, bool) {
 	var root yaml.Node
-	if err := yaml.Unmarshal(data, &root); err != nil {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	err := dec.Decode(&root)
+	if errors.Is(err, io.EOF) {
+		return nil, true
+	}
+	if err == nil {
+		// A second document would be ignored silently: refuse it.
+		var next yaml.Node
+		if dec.Decode(&next) != io.EOF {
+			line := 0
+			if len(next.Content) > 0 {
+				line = next.Content[0].Line
+			}
+			d.errs.add(Pos{File: d.file, Line: line}, "a second YAML document (after ---): ov reads one document per file")
+			return nil, false
+		}
+	}
+	if err != nil {
 		msg := err.Error()
 		line := 0
 		if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
