@@ -48,6 +48,7 @@ type CLI struct {
 	Merge      MergeCmd      `cmd:"" help:"Merge small layers of a built image (docker or podman store)."`                  // merge.go
 	Pod        PodCmd        `cmd:"" help:"Run an image as a podman quadlet systemd user service."`                         // pod.go
 	Completion CompletionCmd `cmd:"" help:"Print shell completion code for bash, zsh or fish."`                             // completion.go
+	Schema     SchemaCmd     `cmd:"" help:"Print the JSON Schema of images.yml or layer.yml, for editors."`                 // schema.go
 	Graph      GraphCmd      `cmd:"" help:"Print the project (or one image's layer order) as a Mermaid or Graphviz graph."` // graph.go
 }
 

@@ -13,7 +13,8 @@ import (
 
 // NewCmd scaffolds project parts.
 type NewCmd struct {
-	Layer NewLayerCmd `cmd:"" help:"Create layers/<name>/ with a commented layer.yml and a root.yml install task."`
+	Layer   NewLayerCmd   `cmd:"" help:"Create layers/<name>/ with a commented layer.yml and a root.yml install task."`
+	Project NewProjectCmd `cmd:"" help:"Create a starter project: images.yml with one Debian image and three layers."`
 }
 
 // NewLayerCmd scaffolds a layer.
@@ -56,7 +57,7 @@ func (c *NewLayerCmd) Run(g *Globals) error {
 	}
 	defer os.RemoveAll(tmp) // a no-op after the rename
 	files := map[string]string{
-		"layer.yml": layerTemplate,
+		"layer.yml": "# yaml-language-server: $schema=" + spec.SchemaURL("layer") + "\n" + layerTemplate,
 		"root.yml":  rootTemplate,
 	}
 	for name, text := range files {

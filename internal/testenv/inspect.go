@@ -127,7 +127,8 @@ func Flatten(img v1.Image) (map[string]File, error) {
 
 // FindImage returns the image for platform in idx, descending into nested
 // indexes and skipping attestation manifests. platform "" accepts the only
-// image there is.
+// image there is. Tags of one image (a layout holding CalVer and latest)
+// count once.
 func FindImage(idx v1.ImageIndex, platform string) (v1.Image, error) {
 	var want *v1.Platform
 	if platform != "" {
@@ -139,6 +140,7 @@ func FindImage(idx v1.ImageIndex, platform string) (v1.Image, error) {
 	}
 	var found []v1.Image
 	var seen []string
+	digests := map[v1.Hash]bool{}
 	var walk func(v1.ImageIndex) error
 	walk = func(idx v1.ImageIndex) error {
 		im, err := idx.IndexManifest()
@@ -159,9 +161,10 @@ func FindImage(idx v1.ImageIndex, platform string) (v1.Image, error) {
 				}
 				continue
 			}
-			if !d.MediaType.IsImage() {
+			if !d.MediaType.IsImage() || digests[d.Digest] {
 				continue
 			}
+			digests[d.Digest] = true
 			img, err := idx.Image(d.Digest)
 			if err != nil {
 				return err
