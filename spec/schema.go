@@ -165,6 +165,10 @@ func (b *schemaBuilder) layer() js {
 		"deb": b.object("deb", debKeys, "Packages for deb (apt) images.", map[string]js{
 			"packages": pkgs("deb"),
 		}),
+		"volumes": listOf("Named volumes: ov shell, ov start and ov pod mount ov-<image>-<name> at the path.", b.object("volumes entry", volumeKeys, "A volume.", map[string]js{
+			"name": name("Volume name (like a layer name); the first declaration in an image's chain wins."),
+			"path": str("Absolute path in the container; ~ and $HOME expand to the image user's home."),
+		})),
 	})
 	top["type"] = []string{"object", "null"}
 	return top
