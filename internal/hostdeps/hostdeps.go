@@ -55,20 +55,24 @@ var Programs = []Program{
 	{"mountpoint", "util-linux", "setup: binfmt_misc"},
 	{"mv", "coreutils", "setup"},
 	{"newuidmap", "uidmap", "podman's user namespaces"},
+	{"nvidia-smi", "nvidia-smi", "ov shell/start/pod --gpu auto probes it on users' hosts (Debian non-free): never required"},
 	{"podman", "podman", "ov pod, tests against podman"},
 	{"qemu-aarch64-static", "qemu-user-static", "linux/arm64 build steps"},
 	{"rootlesskit", "rootlesskit", "the managed buildkitd when not root: optional"},
 	{"runc", "runc", "buildkitd's OCI worker"},
+	{"sh", "dash", "pod runner tests"},
+	{"sleep", "coreutils", "pod runner tests"},
 	{"systemctl", "systemd", "ov pod start/stop/status on a host: never run by tests here"},
 	{"tar", "tar", "testenv"},
 	{"task", "", "go tool task (go.mod tool directive)"},
 	{"update-binfmts", "binfmt-support", "setup: register qemu-aarch64"},
+	{"yes", "coreutils", "pod runner tests"},
 	{"zsh", "zsh", "ov completion: zsh loads the code"},
 }
 
 // optional programs are probed or used on users' hosts only; setup does not
 // install them and tests never need them.
-var optional = []string{"journalctl", "rootlesskit", "systemctl"}
+var optional = []string{"journalctl", "nvidia-smi", "rootlesskit", "systemctl"}
 
 // Lookup returns the listed program called name.
 func Lookup(name string) (Program, bool) {
