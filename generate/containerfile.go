@@ -74,7 +74,17 @@ func Containerfile(img *plan.Image) ([]byte, error) {
 		for _, f := range img.Fragments {
 			srcs = append(srcs, FragmentsDir(img.Name)+"/"+f.Name)
 		}
-		w.line("COPY " + strings.Join(srcs, " ") + " " + plan.FragmentsMount + "/")
+		// Thousands of fragments would not fit one line: a COPY per chunk.
+		dst := " " + plan.FragmentsMount + "/"
+		for len(srcs) > 0 {
+			n, size := 0, len("COPY")+len(dst)
+			for n < len(srcs) && (n == 0 || size+1+len(srcs[n]) <= copyLineMax) {
+				size += 1 + len(srcs[n])
+				n++
+			}
+			w.line("COPY " + strings.Join(srcs[:n], " ") + dst)
+			srcs = srcs[n:]
+		}
 	}
 
 	w.blank()
@@ -134,7 +144,39 @@ func Containerfile(img *plan.Image) ([]byte, error) {
 			return nil, err
 		}
 	}
+	if err := checkLines(w.buf.Bytes()); err != nil {
+		return nil, fmt.Errorf("image %q: %w", img.Name, err)
+	}
 	return w.buf.Bytes(), nil
+}
+
+// MaxLine is the longest line BuildKit's Dockerfile parser reads (its
+// scanner's 64 KiB buffer, newline included).
+const MaxLine = 64<<10 - 1
+
+// copyLineMax bounds the COPY lines generate splits: well under MaxLine.
+const copyLineMax = 16 << 10
+
+// LineError is a Containerfile line longer than BuildKit reads: the
+// project's values or lists make it (exit 1, not an internal error).
+type LineError struct {
+	Line  int
+	Start string // the line's first bytes
+	Len   int
+}
+
+func (e *LineError) Error() string {
+	return fmt.Sprintf("Containerfile line %d (%s...) is %d bytes, more than the %d BuildKit reads: shorten the values or lists that make it", e.Line, e.Start, e.Len, MaxLine)
+}
+
+// checkLines refuses a Containerfile with a line BuildKit would not read.
+func checkLines(cf []byte) error {
+	for n, line := range bytes.Split(cf, []byte("\n")) {
+		if len(line) > MaxLine {
+			return &LineError{Line: n + 1, Start: string(line[:40]), Len: len(line)}
+		}
+	}
+	return nil
 }
 
 type cfWriter struct {

@@ -2,6 +2,7 @@ package generate_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -571,5 +572,38 @@ func TestBakeRefusesStageHijack(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), `stage named "base"`) {
 			t.Errorf("%s: %v", name, err)
 		}
+	}
+}
+
+// BuildKit reads Containerfile lines up to 64 KiB: thousands of fragments
+// are copied with several COPY lines, and a line that cannot be split (a
+// 70 KB env value, which validate refuses first) is an error, not a file
+// bake then rejects.
+func TestLongLines(t *testing.T) {
+	img := &plan.Image{Name: "app", External: "debian:bookworm", Tags: []string{"app:1"}, Platforms: []string{"linux/amd64"}}
+	for i := range 5000 {
+		img.Fragments = append(img.Fragments, plan.File{Name: fmt.Sprintf("%04d-layer-with-a-long-name-%d.conf", i, i)})
+	}
+	cf, err := generate.Containerfile(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copies, srcs := 0, 0
+	for _, l := range strings.Split(string(cf), "\n") {
+		if len(l) > generate.MaxLine {
+			t.Fatalf("line of %d bytes", len(l))
+		}
+		if f := strings.Fields(l); len(f) > 2 && f[0] == "COPY" && f[len(f)-1] == plan.FragmentsMount+"/" {
+			copies++
+			srcs += len(f) - 2
+		}
+	}
+	if copies < 2 || srcs != 5000 {
+		t.Errorf("%d COPY lines with %d sources, want several with 5000", copies, srcs)
+	}
+	img.Fragments = nil
+	img.Env = []plan.EnvVar{{Key: "BIG", Value: strings.Repeat("x", 70000)}}
+	if _, err := generate.Containerfile(img); err == nil || !strings.Contains(err.Error(), "more than the 65535 BuildKit reads") {
+		t.Errorf("70 KB env value: %v", err)
 	}
 }

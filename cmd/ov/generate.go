@@ -70,6 +70,10 @@ func (c *GenerateCmd) Run(g *Globals) error {
 	}
 	defer lock.Unlock()
 	if err := generate.Write(p.Dir, plans, p); err != nil {
+		var long *generate.LineError
+		if errors.As(err, &long) {
+			return userErrorf("%v", err)
+		}
 		return fmt.Errorf("generate: %w", err)
 	}
 	names := make([]string, len(plans))

@@ -352,3 +352,18 @@ func TestHostileSymlinkedInputs(t *testing.T) {
 		})
 	}
 }
+
+// Item 8: a Containerfile line BuildKit would refuse (here 5,000 packages
+// of one layer on one install line) is a user error, exit 1, naming it.
+func TestHostileLongLine(t *testing.T) {
+	project, _ := hostile(t)
+	var pkgs []string
+	for i := range 5000 {
+		pkgs = append(pkgs, "package-number-"+strconv.Itoa(i))
+	}
+	writeFile(t, filepath.Join(project, "layers/tool/layer.yml"), "deb:\n  packages: ["+strings.Join(pkgs, ", ")+"]\n")
+	code, out := ovIn(project, now, "generate")
+	if code != 1 || !strings.Contains(out, "more than the 65535 BuildKit reads") {
+		t.Errorf("exit %d: %.300s", code, out)
+	}
+}
