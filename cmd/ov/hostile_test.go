@@ -367,3 +367,38 @@ func TestHostileLongLine(t *testing.T) {
 		t.Errorf("exit %d: %.300s", code, out)
 	}
 }
+
+// Item 10: user mistakes are exit 1 with a clear message, never 2.
+func TestHostileUserMistakesExit1(t *testing.T) {
+	project, _ := hostile(t)
+	long := strings.Repeat("a", 300)
+	tests := []struct {
+		env  string // NAME=value, or ""
+		args []string
+		want string
+	}{
+		{"", []string{"-C", "main.go", "generate"}, "main.go is not a project directory"},
+		{"", []string{"shell", "base", "--tag", "bad:tag", "-c", "true"}, `--tag: invalid tag "bad:tag"`},
+		{"", []string{"start", "base", "--tag", "../x"}, `--tag: invalid tag "../x"`},
+		{"", []string{"pod", "install", "base", "--tag", "a/b"}, `--tag: invalid tag "a/b"`},
+		{"", []string{"pod", "update", "base", "--tag=-x"}, `--tag: invalid tag "-x"`},
+		{"", []string{"inspect", long}, `unknown image "aaaaaaaaa`},
+		{"", []string{"stop", long}, `image name "aaaaaaaaa`},
+		{"", []string{"pod", "start", long}, `image name "aaaaaaaaa`},
+		{"", []string{"pod", "uninstall", long}, `image name "aaaaaaaaa`},
+		{"HOME=rel", []string{"pod", "install", "base"}, `$HOME is the relative path "rel"`},
+		{"XDG_CONFIG_HOME=rel", []string{"pod", "status", "base"}, `$XDG_CONFIG_HOME is the relative path "rel"`},
+		{"XDG_CONFIG_HOME=rel", []string{"shell", "base"}, `$XDG_CONFIG_HOME is the relative path "rel"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.env+" "+strings.Join(tt.args, " "), func(t *testing.T) {
+			if k, v, ok := strings.Cut(tt.env, "="); ok {
+				t.Setenv(k, v)
+			}
+			code, out := ovIn(project, now, tt.args...)
+			if code != 1 || !strings.Contains(out, tt.want) || strings.Contains(out, long) {
+				t.Errorf("exit %d, output %q; want exit 1 and %q", code, out, tt.want)
+			}
+		})
+	}
+}

@@ -170,7 +170,7 @@ func findImage(p *spec.Project, name string) (*spec.Image, error) {
 	if img := p.Image(name); img != nil {
 		return img, nil
 	}
-	return nil, userErrorf("unknown image %q%s (images: %s)", name, spec.DidYouMean(name, p.Names), strings.Join(p.Names, ", "))
+	return nil, userErrorf("unknown image %q%s (images: %s)", clipArg(name), spec.DidYouMean(name, p.Names), strings.Join(p.Names, ", "))
 }
 
 func nonNil(s []string) []string {

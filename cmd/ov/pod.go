@@ -68,6 +68,9 @@ type PodUninstallCmd struct {
 }
 
 func (c *PodUninstallCmd) Run(g *Globals) error {
+	if err := checkImageArg(c.Image); err != nil {
+		return err
+	}
 	ctx, stop := interruptible()
 	defer stop()
 	return podHost(g).Uninstall(ctx, c.Image)
@@ -87,18 +90,27 @@ type PodStatusCmd struct {
 }
 
 func (c *PodStartCmd) Run(g *Globals) error {
+	if err := checkImageArg(c.Image); err != nil {
+		return err
+	}
 	ctx, stop := interruptible()
 	defer stop()
 	return podHost(g).ServiceStart(ctx, c.Image)
 }
 
 func (c *PodStopCmd) Run(g *Globals) error {
+	if err := checkImageArg(c.Image); err != nil {
+		return err
+	}
 	ctx, stop := interruptible()
 	defer stop()
 	return podHost(g).ServiceStop(ctx, c.Image)
 }
 
 func (c *PodStatusCmd) Run(g *Globals) error {
+	if err := checkImageArg(c.Image); err != nil {
+		return err
+	}
 	ctx, stop := interruptible()
 	defer stop()
 	return codeErr(podHost(g).Status(ctx, c.Image))
@@ -111,6 +123,9 @@ type PodLogsCmd struct {
 }
 
 func (c *PodLogsCmd) Run(g *Globals) error {
+	if err := checkImageArg(c.Image); err != nil {
+		return err
+	}
 	ctx, stop := interruptible()
 	defer stop()
 	return codeErr(podHost(g).Logs(ctx, c.Image, c.Follow))

@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 
 	"github.com/overthink/ov/plan"
 	"github.com/overthink/ov/pod"
@@ -38,6 +40,14 @@ var hostGPU = pod.HostGPU
 // reference (tag, or latest for "auto"), the user, the ports, the volumes
 // of its layers and whether to pass GPUs through.
 func podImage(ctx context.Context, g *Globals, name, tag string, gpu GPUFlag) (pod.Image, error) {
+	if err := checkUserDirs(); err != nil {
+		return pod.Image{}, err
+	}
+	if tag != "" {
+		if err := spec.CheckTag(tag); err != nil {
+			return pod.Image{}, userErrorf("--tag: %v", err)
+		}
+	}
 	p, err := loadProject(g)
 	if err != nil {
 		return pod.Image{}, err
@@ -171,6 +181,9 @@ func (c *StopCmd) Run(g *Globals) error {
 	if err != nil {
 		return err
 	}
+	if err := checkImageArg(c.Image); err != nil {
+		return err
+	}
 	ctx, stop := interruptible()
 	defer stop()
 	if err := pod.NewHost(engine).Stop(ctx, c.Image); err != nil {
@@ -191,4 +204,36 @@ func codeErr(code int, err error) error {
 		return exitStatus(code)
 	}
 	return err
+}
+
+// checkImageArg refuses an image argument that cannot name an image, for
+// the commands that do not read the project (ov stop, ov pod start, ...),
+// and a relative HOME or XDG_CONFIG_HOME (checkUserDirs).
+func checkImageArg(name string) error {
+	if err := checkUserDirs(); err != nil {
+		return err
+	}
+	if err := pod.ValidateName(name); err != nil || len(name) > spec.MaxNameLen {
+		return userErrorf("image name %q: want letters, digits, '_', '.' and '-', at most %d", clipArg(name), spec.MaxNameLen)
+	}
+	return nil
+}
+
+// clipArg shortens an argument quoted in a message.
+func clipArg(s string) string {
+	if len(s) > 60 {
+		return s[:57] + "..."
+	}
+	return s
+}
+
+// checkUserDirs refuses a relative HOME or XDG_CONFIG_HOME: quadlets and
+// caches would land relative to the working directory.
+func checkUserDirs() error {
+	for _, v := range []string{"HOME", "XDG_CONFIG_HOME"} {
+		if d := os.Getenv(v); d != "" && !filepath.IsAbs(d) {
+			return userErrorf("$%s is the relative path %q: set it to an absolute path", v, clipArg(d))
+		}
+	}
+	return nil
 }
