@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -82,9 +83,12 @@ answers, else ov's own managed buildkitd (started on demand; see ov builder).`
 
 // output is one parsed --push/--load/--output destination.
 type output struct {
-	desc string
+	desc func(image string) string // where image goes, as the summary and --dry-run say it
 	exp  llb.Exporter
 }
+
+// fixed describes an output the same way for every image.
+func fixed(desc string) func(string) string { return func(string) string { return desc } }
 
 func (c *BuildCmd) Run(g *Globals) error {
 	ctx, stop := interruptible()
@@ -204,11 +208,11 @@ func (c *BuildCmd) Run(g *Globals) error {
 		fmt.Fprintln(g.Stderr, "ov: "+w)
 	}
 	record.write(g.Stderr, results)
-	descs := make([]string, len(outs))
-	for i, o := range outs {
-		descs[i] = o.desc
-	}
 	for _, r := range results {
+		descs := make([]string, len(outs))
+		for i, o := range outs {
+			descs[i] = o.desc(r.Image)
+		}
 		fmt.Fprintf(g.Stderr, "built %s (%s) -> %s%s\n", r.Image, formatPlatforms(r.Platforms), strings.Join(descs, ", "), mergeNote(r))
 	}
 	if err != nil {
@@ -290,14 +294,14 @@ const ociDir = builddir.Dir + "/oci"
 func (c *BuildCmd) outputs(p *spec.Project, targets []string) ([]output, error) {
 	var outs []output
 	if c.Push {
-		outs = append(outs, output{"push", llb.Push()})
+		outs = append(outs, output{fixed("push"), llb.Push()})
 	}
 	if c.Load {
 		engine, err := c.engine()
 		if err != nil {
 			return nil, err
 		}
-		outs = append(outs, output{engine + " load", llb.Load(engine)})
+		outs = append(outs, output{fixed(engine + " load"), llb.Load(engine)})
 	}
 	if c.Output != "" || len(outs) == 0 {
 		spec := c.Output
@@ -310,12 +314,12 @@ func (c *BuildCmd) outputs(p *spec.Project, targets []string) ([]output, error) 
 		}
 		switch kind {
 		case "oci":
-			outs = append(outs, output{"oci:" + dest + "/<image>", llb.OCILayout(dest)})
+			outs = append(outs, output{func(image string) string { return "oci:" + shownPath(filepath.Join(dest, image)) }, llb.OCILayout(dest)})
 		case "oci-archive":
 			if len(targets) != 1 {
 				return nil, userErrorf("--output oci-archive:FILE holds one image, not %d (%s); use oci:DIR or name one image", len(targets), strings.Join(targets, ", "))
 			}
-			outs = append(outs, output{"oci-archive:" + dest, llb.OCIArchive(func(*plan.Image) string { return dest })})
+			outs = append(outs, output{fixed("oci-archive:" + shownPath(dest)), llb.OCIArchive(func(*plan.Image) string { return dest })})
 		default:
 			return nil, userErrorf("--output %q: unknown type %q (want oci or oci-archive)", c.Output, kind)
 		}
@@ -336,7 +340,7 @@ func (c *BuildCmd) dryRun(w io.Writer, byName map[string]*plan.Image, targets []
 		fmt.Fprintf(w, "  platforms: %s\n", formatPlatforms(ps))
 		fmt.Fprintf(w, "  tags:      %s\n", strings.Join(img.Tags, " "))
 		for _, o := range outs {
-			fmt.Fprintf(w, "  output:    %s\n", strings.ReplaceAll(o.desc, "<image>", n))
+			fmt.Fprintf(w, "  output:    %s\n", o.desc(n))
 		}
 		if max := c.maxBytes(img); max > 0 {
 			fmt.Fprintf(w, "  merge:     layers up to %d MB\n", max>>20)
@@ -353,6 +357,23 @@ func (c *BuildCmd) dryRun(w io.Writer, byName map[string]*plan.Image, targets []
 		fmt.Fprintf(w, "built into the images above, not exported: %s\n", strings.Join(parents, ", "))
 	}
 	return nil
+}
+
+// shownPath is path as a user best reads it: relative to the working
+// directory when inside it (.build/oci/hello), else absolute.
+func shownPath(path string) string {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return path
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		return abs
+	}
+	if rel, err := filepath.Rel(wd, abs); err == nil && filepath.IsLocal(rel) {
+		return rel
+	}
+	return abs
 }
 
 func formatPlatforms(ps []ocispecs.Platform) string {

@@ -155,7 +155,7 @@ func TestBuildMergeCommand(t *testing.T) {
 	if len(ml) != len(groups) || len(ml) >= len(pl) {
 		t.Errorf("%d layers, merged %d; merge.Plan groups %d", len(pl), len(ml), len(groups))
 	}
-	want := fmt.Sprintf("built merged (linux/amd64) -> oci:%s/<image> (merged linux/amd64: %d -> %d layers)\n", mergedOut, len(pl), len(ml))
+	want := fmt.Sprintf("built merged (linux/amd64) -> oci:%s/merged (merged linux/amd64: %d -> %d layers)\n", mergedOut, len(pl), len(ml))
 	t.Logf("%d layers, merged %d", len(pl), len(ml))
 	if !strings.HasSuffix(stderr, want) {
 		t.Errorf("stderr %q, want it to end with %q", stderr, want)

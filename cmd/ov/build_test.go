@@ -66,7 +66,7 @@ func TestBuildCommand(t *testing.T) {
 
 	t.Run("child", func(t *testing.T) {
 		stdout, stderr, code := ov(t, append(common, "tiny-child")...)
-		want := "built tiny-child (linux/amd64) -> oci:" + filepath.Join(dir, ".build", "oci") + "/<image>\n"
+		want := "built tiny-child (linux/amd64) -> oci:" + filepath.Join(dir, ".build", "oci", "tiny-child") + "\n"
 		if code != 0 || stdout != "" || !strings.HasSuffix(stderr, want) {
 			t.Fatalf("exit %d, stdout %q, stderr:\n%s\nwant it to end with %q", code, stdout, stderr, want)
 		}
@@ -141,6 +141,34 @@ func TestBuildCommand(t *testing.T) {
 			_, stderr, code := ov(t, args...)
 			if code != 1 || !strings.Contains(stderr, tc.want) {
 				t.Errorf("exit %d, stderr %q; want exit 1 and %q", code, stderr, tc.want)
+			}
+		})
+	}
+}
+
+// The summary and the dry run name each image's own destination, relative
+// to the working directory when it lies inside it.
+func TestBuildOutputPaths(t *testing.T) {
+	dir := buildProject(t)
+	elsewhere := t.TempDir()
+	for name, tc := range map[string]struct {
+		wd, project string   // working directory, -C
+		flags       []string // of ov build
+		want        string
+	}{
+		"in the project":   {dir, ".", nil, "oci:.build/oci/tiny-child"},
+		"above it":         {filepath.Dir(dir), filepath.Base(dir), nil, "oci:" + filepath.Join(filepath.Base(dir), ".build", "oci", "tiny-child")},
+		"outside it":       {elsewhere, dir, nil, "oci:" + filepath.Join(dir, ".build", "oci", "tiny-child")},
+		"--output oci":     {elsewhere, dir, []string{"-o", "oci:out"}, "oci:out/tiny-child"},
+		"--output archive": {elsewhere, dir, []string{"-o", "oci-archive:" + filepath.Join(elsewhere, "t.tar")}, "oci-archive:t.tar"},
+		"load and push":    {dir, ".", []string{"--load", "--push", "--engine", "docker"}, "push\n  output:    docker load"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Chdir(tc.wd)
+			args := append([]string{"-C", tc.project, "build", "--builder", "tcp://127.0.0.1:1", "--dry-run", "--offline-user", "tiny-child"}, tc.flags...)
+			stdout, stderr, code := ov(t, args...)
+			if want := "  output:    " + tc.want + "\n"; code != 0 || !strings.Contains(stdout, want) {
+				t.Errorf("exit %d, stderr %q, stdout:\n%s\nwant a line %q", code, stderr, stdout, want)
 			}
 		})
 	}
