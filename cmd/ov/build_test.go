@@ -91,6 +91,21 @@ func TestBuildCommand(t *testing.T) {
 		}
 	})
 
+	// Writing an OCI layout has containerd log through logrus (here, on a
+	// filesystem without fs-verity: "failed check for fsverity support").
+	// The real binary's stderr shows that only with --debug.
+	t.Run("library logs", func(t *testing.T) {
+		args := append(common, "--output", "oci:"+t.TempDir(), "--progress", "quiet", "tiny")
+		_, stderr, code := ovProcess(t, args...)
+		if code != 0 || strings.Contains(stderr, "level=") || !strings.HasPrefix(stderr, "built tiny (linux/amd64) -> oci:") {
+			t.Errorf("exit %d; want nothing but the summary on stderr:\n%s", code, stderr)
+		}
+		_, stderr, code = ovProcess(t, append([]string{"--debug"}, args...)...)
+		if code != 0 || !strings.Contains(stderr, "level=") {
+			t.Errorf("exit %d; --debug shows no library log:\n%s", code, stderr)
+		}
+	})
+
 	t.Run("failing step", func(t *testing.T) {
 		out := filepath.Join(t.TempDir(), "out")
 		_, stderr, code := ov(t, append(common, "--output", "oci:"+out, "--progress", "quiet", "broken")...)

@@ -8,10 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"os"
 	"time"
 
 	"github.com/alecthomas/kong"
+	"github.com/sirupsen/logrus"
 
 	"github.com/overthink/ov/internal/builddir"
 	"github.com/overthink/ov/spec"
@@ -55,7 +57,8 @@ type CLI struct {
 // Globals are the flags every command sees, and the invocation's outputs and
 // time. Kong passes *Globals to every Run method.
 type Globals struct {
-	Dir string `short:"C" name:"dir" default:"." placeholder:"DIR" help:"Project directory, holding images.yml and layers/ (default: the current directory)."`
+	Dir   string `short:"C" name:"dir" default:"." placeholder:"DIR" help:"Project directory, holding images.yml and layers/ (default: the current directory)."`
+	Debug bool   `env:"OV_DEBUG" help:"Also print what the libraries ov uses (containerd, the BuildKit client) log, at debug level; without it their logs are dropped."`
 
 	Stdout io.Writer `kong:"-"`
 	Stderr io.Writer `kong:"-"`
@@ -118,7 +121,22 @@ func run(args []string, stdout, stderr io.Writer, now time.Time) (code int) {
 		fmt.Fprintf(stderr, "ov: %v (see ov --help)\n", err)
 		return 1
 	}
+	libraryLogs(cli.Debug, stderr)
 	return report(stderr, ctx.Run())
+}
+
+// libraryLogs sends what libraries log (containerd and the BuildKit client
+// through logrus, others through the standard log package) to stderr with
+// --debug and nowhere otherwise: a user sees ov's own messages, not, say,
+// containerd's "failed check for fsverity support" on every OCI export.
+func libraryLogs(debug bool, stderr io.Writer) {
+	out, level := io.Discard, logrus.InfoLevel
+	if debug {
+		out, level = stderr, logrus.DebugLevel
+	}
+	logrus.SetOutput(out)
+	logrus.SetLevel(level)
+	log.SetOutput(out)
 }
 
 // report prints a command's error and returns the exit status for it.
