@@ -58,12 +58,7 @@ func run(ctx context.Context) error {
 	}
 	defer env.Close()
 
-	vars := []string{
-		"OV_TASK_URL=" + env.TaskBaseURL,
-		"OV_TASK_SHA256=amd64=" + env.TaskSHA256["amd64"] + ",arm64=" + env.TaskSHA256["arm64"],
-		"OV_REGISTRY_MIRRORS=docker.io=" + registry,
-		"OV_BUILDKITD_CONFIG=" + filepath.Join(root, "hack", "buildkitd.toml"),
-	}
+	vars := append(env.OvEnv(), "OV_BUILDKITD_CONFIG="+filepath.Join(root, "hack", "buildkitd.toml"))
 	if exec.CommandContext(ctx, "docker", "info").Run() != nil {
 		say("no docker daemon answers: starting a private dockerd for the demo")
 		host, err := env.StartDocker(ctx)

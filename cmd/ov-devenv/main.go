@@ -5,6 +5,11 @@
 //
 //	ov-devenv [--docker]                 print the environment, serve until Ctrl-C
 //	ov-devenv [--docker] -- CMD ARGS...  run CMD in that environment, then tear down
+//
+// The printed environment is shell export lines of the variables ov (and
+// buildx, docker) read, and stdout closes after them, so a shell can take
+// them while the environment keeps serving: `. <(ov-devenv)` in bash, or
+// `ov-devenv > env.sh &` and `. ./env.sh` once it says ready.
 package main
 
 import (
@@ -12,10 +17,14 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"os/signal"
+	"strings"
 	"syscall"
+
+	"mvdan.cc/sh/v3/syntax"
 
 	"github.com/overthink/ov/internal/testenv"
 )
@@ -45,9 +54,11 @@ func run(docker bool, argv []string) int {
 		return 1
 	}
 	if len(argv) == 0 {
-		for _, kv := range vars {
-			fmt.Printf("export %s\n", kv)
+		if err := exports(os.Stdout, vars); err != nil {
+			fmt.Fprintf(os.Stderr, "ov-devenv: %v\n", err)
+			return 1
 		}
+		os.Stdout.Close() // the end of the exports for `. <(ov-devenv)`
 		fmt.Fprintln(os.Stderr, "ov-devenv: ready; Ctrl-C to stop")
 		<-ctx.Done()
 		return 0
@@ -66,15 +77,24 @@ func run(docker bool, argv []string) int {
 	return 0
 }
 
-// environ is what a command needs to use the environment.
-func environ(ctx context.Context, env *testenv.Env, docker bool) ([]string, error) {
-	vars := []string{
-		"BUILDKIT_HOST=" + env.BuildkitAddr,
-		"OV_REGISTRY=" + env.Registry,
-		"OV_TASK_BASE_URL=" + env.TaskBaseURL,
-		"OV_TASK_SHA256_AMD64=" + env.TaskSHA256["amd64"],
-		"OV_TASK_SHA256_ARM64=" + env.TaskSHA256["arm64"],
+// exports writes vars as shell export lines, for eval "$(ov-devenv)" or a
+// paste.
+func exports(w io.Writer, vars []string) error {
+	for _, kv := range vars {
+		k, v, _ := strings.Cut(kv, "=")
+		q, err := syntax.Quote(v, syntax.LangPOSIX)
+		if err != nil {
+			return fmt.Errorf("%s: %w", k, err)
+		}
+		fmt.Fprintf(w, "export %s=%s\n", k, q)
 	}
+	return nil
+}
+
+// environ is what a command needs to use the environment: the variables ov
+// reads (testenv.OvEnv), BUILDKIT_HOST, buildx's, and DOCKER_HOST with docker.
+func environ(ctx context.Context, env *testenv.Env, docker bool) ([]string, error) {
+	vars := append([]string{"BUILDKIT_HOST=" + env.BuildkitAddr}, env.OvEnv()...)
 	bx, err := env.BuildxEnv(ctx)
 	if err != nil {
 		return nil, err

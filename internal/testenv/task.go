@@ -11,6 +11,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/overthink/ov/baseuser"
 )
 
 const taskModule = "github.com/go-task/task/v3"
@@ -23,6 +25,24 @@ func TaskArchive(arch string) string { return "task_linux_" + arch + ".tar.gz" }
 
 // TaskURL is the download URL of the task archive for arch.
 func (e *Env) TaskURL(arch string) string { return e.TaskBaseURL + "/" + TaskArchive(arch) }
+
+// OvEnv is the environment ov reads to build on the Env's services: base
+// lookups go to the registry (OV_REGISTRY_MIRRORS) and the bootstrap fetches
+// the task archives served here, pinned (OV_TASK_URL, OV_TASK_SHA256).
+// BUILDKIT_HOST is the caller's to add: the demo uses ov's own buildkitd.
+func (e *Env) OvEnv() []string {
+	var sums []string
+	for _, arch := range TaskArches {
+		if s := e.TaskSHA256[arch]; s != "" {
+			sums = append(sums, arch+"="+s)
+		}
+	}
+	return []string{
+		baseuser.MirrorsEnv + "=docker.io=" + e.Registry,
+		"OV_TASK_URL=" + e.TaskBaseURL,
+		"OV_TASK_SHA256=" + strings.Join(sums, ","),
+	}
+}
 
 // serveTask cross-builds task (the go.mod tool version) for each arch, packs
 // it like a go-task release, and serves the archives over loopback HTTP.

@@ -105,19 +105,7 @@ func newFamily(ctx context.Context, env *testenv.Env, root, work, bin string) (*
 			return nil, err
 		}
 	}
-	var sums []string
-	for _, arch := range []string{"amd64", "arm64"} {
-		if s := env.TaskSHA256[arch]; s != "" {
-			sums = append(sums, arch+"="+s)
-		}
-	}
-	f.ovEnv = []string{
-		"BUILDKIT_HOST=" + env.BuildkitAddr,
-		"OV_REGISTRY_MIRRORS=docker.io=" + env.Registry,
-		"OV_TASK_URL=" + env.TaskBaseURL,
-		"OV_TASK_SHA256=" + strings.Join(sums, ","),
-		"OV_ENGINE=docker",
-	}
+	f.ovEnv = append(env.OvEnv(), "BUILDKIT_HOST="+env.BuildkitAddr, "OV_ENGINE=docker")
 	var err error
 	if f.bxEnv, err = env.BuildxEnv(ctx); err != nil {
 		return nil, err
