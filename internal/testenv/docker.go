@@ -26,7 +26,10 @@ const dockerSlots = 64
 // docker.io to the Env's registry, so `docker pull debian:bookworm` works,
 // and publishes ports on 127.0.0.1 through docker-proxy. iptables is left
 // alone (the host's rules, and other daemons', stay untouched), so
-// containers reach the host and each other but not the outside.
+// containers reach the host and each other but not the outside. The daemon
+// does turn on net.ipv4.ip_forward, as any default dockerd does: without it
+// every `docker run` (ov shell in the demo) warns "IPv4 forwarding is
+// disabled. Networking will not work."
 func (e *Env) StartDocker(ctx context.Context) (string, error) {
 	e.dockerMu.Lock()
 	defer e.dockerMu.Unlock()
@@ -55,7 +58,7 @@ func (e *Env) StartDocker(ctx context.Context) (string, error) {
 		"bridge":              bridge,
 		"iptables":            false,
 		"ip-masq":             false,
-		"ip-forward":          false,
+		"ip-forward":          true,
 		"registry-mirrors":    []string{"http://" + e.Registry},
 		"insecure-registries": []string{e.Registry},
 		"shutdown-timeout":    3,
