@@ -90,6 +90,20 @@ func sameListing(a, b map[string]string) bool {
 	return true
 }
 
+// asyncRun is an in-process ov generate running in the background: code
+// and out are set when done is closed.
+type asyncRun struct {
+	done chan struct{}
+	code int
+	out  string
+}
+
+func generateAsync(project string) *asyncRun {
+	r := &asyncRun{done: make(chan struct{})}
+	go func() { r.code, r.out = ovIn(project, now, "generate"); close(r.done) }()
+	return r
+}
+
 // Item 1: generate and build never write through a symbolic link at or
 // below .build/; they refuse with exit 1 and name the link.
 func TestHostileSymlinkedOutputs(t *testing.T) {
@@ -136,16 +150,13 @@ func TestHostileGeneratedFileIsLinkOrFIFO(t *testing.T) {
 	if err := syscall.Mkfifo(filepath.Join(project, ".build/app/Containerfile"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan struct{})
-	var code int
-	var out string
-	go func() { code, out = ovIn(project, now, "generate"); close(done) }()
+	run := generateAsync(project)
 	select {
-	case <-done:
+	case <-run.done:
 	case <-time.After(time.Minute):
 		t.Fatal("generate blocked on a FIFO")
 	}
-	if code != 0 {
+	if code, out := run.code, run.out; code != 0 {
 		t.Fatalf("exit %d: %s", code, out)
 	}
 	if b, _ := os.ReadFile(filepath.Join(outside, "secret")); string(b) != "SECRET=hunter2\n" {
@@ -183,17 +194,15 @@ func TestHostileLockHeld(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan struct{})
-	var code int
-	var out string
-	go func() { code, out = ovIn(project, now, "generate"); close(done) }()
+	run := generateAsync(project)
 	select {
-	case <-done:
-		t.Fatalf("generate ran while the lock was held: exit %d %s", code, out)
+	case <-run.done:
+		t.Fatalf("generate ran while the lock was held: exit %d %s", run.code, run.out)
 	case <-time.After(500 * time.Millisecond):
 	}
 	l.Unlock()
-	<-done
+	<-run.done
+	code, out := run.code, run.out
 	want := "ov: waiting for another ov (pid " // this process holds it
 	if code != 0 || !strings.Contains(out, want) {
 		t.Errorf("exit %d, output %q; want exit 0 and %q", code, out, want)
