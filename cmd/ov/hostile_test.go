@@ -411,3 +411,18 @@ func TestHostileUserMistakesExit1(t *testing.T) {
 		})
 	}
 }
+
+// ov new layer does not write through a layers/ that links outside.
+func TestHostileNewLayerThroughLink(t *testing.T) {
+	project, outside := hostile(t)
+	os.RemoveAll(filepath.Join(project, "layers"))
+	symlink(t, outside, filepath.Join(project, "layers"))
+	before := listing(t, outside)
+	code, out := ovIn(project, now, "new", "layer", "x")
+	if code != 1 || !strings.Contains(out, "layers: path escapes from parent (ov writes only inside the project)") {
+		t.Errorf("exit %d: %s", code, out)
+	}
+	if after := listing(t, outside); !sameListing(before, after) {
+		t.Errorf("outside changed: %v", after)
+	}
+}

@@ -46,6 +46,9 @@ func (c *NewLayerCmd) Run(g *Globals) error {
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
+	if err := checkInside(g.Dir, "layers"); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(layers, 0o755); err != nil {
 		return err
 	}
@@ -148,3 +151,17 @@ tasks:
     cmds:
       - echo "NAME: nothing to install yet"
 `
+
+// checkInside refuses to write below rel when a symbolic link takes it
+// outside the project (os.Root refuses such a path).
+func checkInside(dir, rel string) error {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	if _, err := root.Stat(rel); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return userErrorf("%s: %v (ov writes only inside the project)", rel, errors.Unwrap(err))
+	}
+	return nil
+}
