@@ -202,7 +202,7 @@ func Fingerprint(img *plan.Image, in Inputs) (*Record, error) {
 		add(row, s)
 	}
 	if img.Lint != nil {
-		add(RowImage, *img.Lint, img.FinalUser)
+		add(RowImage, *img.Lint)
 	}
 	return r, nil
 }

@@ -134,15 +134,15 @@ func Containerfile(img *plan.Image) ([]byte, error) {
 		}
 	}
 
-	if img.FinalUser != "" {
-		w.blank()
-		w.line("USER " + img.FinalUser)
-		w.user = img.FinalUser
-	}
 	if img.Lint != nil {
 		if err := w.step(img, *img.Lint); err != nil {
 			return nil, err
 		}
+	}
+	if img.FinalUser != "" {
+		w.blank()
+		w.line("USER " + img.FinalUser)
+		w.user = img.FinalUser
 	}
 	if err := checkLines(w.buf.Bytes()); err != nil {
 		return nil, fmt.Errorf("image %q: %w", img.Name, err)

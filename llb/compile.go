@@ -171,13 +171,13 @@ func (c *compiler) compile(ctx context.Context) (*Image, error) {
 	if check != nil {
 		checks = append(checks, Check{Image: img.Name, State: *check})
 	}
-	if img.FinalUser != "" {
-		c.main.user(img.FinalUser)
-	}
 	if img.Lint != nil {
 		if err := c.step(ctx, *img.Lint); err != nil {
 			return nil, err
 		}
+	}
+	if img.FinalUser != "" {
+		c.main.user(img.FinalUser)
 	}
 	c.main.finalizePlatform()
 	st := c.main.st.SetMarshalDefaults(bk.Platform(c.platform))

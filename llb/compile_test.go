@@ -607,3 +607,42 @@ func TestCompileErrors(t *testing.T) {
 		t.Errorf("riscv64: %v", err)
 	}
 }
+
+// bootc container lint runs as root, before the final USER, which stays.
+func TestCompileLintAsRoot(t *testing.T) {
+	parent, r := compileParent(t, amd64)
+	pl := childPlan()
+	pl.Lint = &plan.Step{Kind: plan.Run, User: "root", Shell: "bootc container lint", Desc: "bootc container lint"}
+	child, err := Compile(context.Background(), pl, amd64, Options{Resolver: r, Parent: parent})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lint := marshal(t, child).named(t, "bootc container lint").GetExec()
+	if lint.Meta.User != "root" {
+		t.Errorf("lint runs as %q, want root", lint.Meta.User)
+	}
+	if u := child.Config.Config.User; u != "1000" {
+		t.Errorf("final User %q, want 1000", u)
+	}
+}
+
+// A child with a user of its own (a CI runner as uid 0): its steps run as
+// that user in its home, which ends as its final USER and working directory.
+func TestCompileChildOwnUser(t *testing.T) {
+	parent, r := compileParent(t, amd64)
+	pl := childPlan()
+	pl.User = spec.User{Name: "root", UID: 0, GID: 0, Home: "/root"}
+	pl.Workdir = "/root"
+	pl.FinalUser = "0"
+	child, err := Compile(context.Background(), pl, amd64, Options{Resolver: r, Parent: parent})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg := child.Config.Config; cfg.User != "0" || cfg.WorkingDir != "/root" {
+		t.Errorf("config User %q WorkingDir %q, want 0 and /root", cfg.User, cfg.WorkingDir)
+	}
+	tool := marshal(t, child).named(t, "tool: root.yml").GetExec()
+	if tool.Meta.User != "root" || tool.Meta.Cwd != "/root" {
+		t.Errorf("child step meta = %+v", tool.Meta)
+	}
+}

@@ -156,7 +156,8 @@ func newBuilder(ctx context.Context, p *spec.Project, opts Options) *builder {
 // ImageUser resolves the account img's user steps run as, as Build does
 // (users as in Options.Users): hosts that run the image need its home.
 func ImageUser(ctx context.Context, p *spec.Project, img *spec.Image, users UserLookup) (spec.User, error) {
-	return newBuilder(ctx, p, Options{Users: users}).user(img)
+	u, _, err := newBuilder(ctx, p, Options{Users: users}).user(img)
+	return u, err
 }
 
 func defaultUser(want spec.User) spec.User {
@@ -168,22 +169,34 @@ func defaultUser(want spec.User) spec.User {
 	return u
 }
 
-// user resolves img's user: an external base's passwd entry at the
-// configured UID, or the parent's user.
-func (b *builder) user(img *spec.Image) (spec.User, error) {
-	if img.Parent != "" {
-		parent := b.p.Images[img.Parent]
-		if parent == nil {
-			return spec.User{}, fmt.Errorf("base image %q is not in images.yml", img.Parent)
-		}
-		return b.user(parent)
-	}
+// user resolves img's user: the parent's user unless img sets a user of its
+// own (own is then true), else the passwd entry at the configured UID of the
+// external base at the root of img's chain.
+func (b *builder) user(img *spec.Image) (u spec.User, own bool, err error) {
 	want := spec.User{Name: img.User, UID: img.UID, GID: img.GID}
-	key := fmt.Sprintf("%s\x00%d\x00%s\x00%d", img.Base, img.UID, img.User, img.GID)
+	base := img
+	for base.Parent != "" {
+		parent := b.p.Images[base.Parent]
+		if parent == nil {
+			return spec.User{}, false, fmt.Errorf("base image %q is not in images.yml", base.Parent)
+		}
+		if base == img && parent.User == img.User && parent.UID == img.UID && parent.GID == img.GID {
+			u, _, err := b.user(parent)
+			return u, false, err
+		}
+		base = parent
+	}
+	u, err = b.lookup(base.Base, want)
+	return u, base != img, err
+}
+
+// lookup resolves want in the external base ref.
+func (b *builder) lookup(ref string, want spec.User) (spec.User, error) {
+	key := fmt.Sprintf("%s\x00%d\x00%s\x00%d", ref, want.UID, want.Name, want.GID)
 	if u, ok := b.users[key]; ok {
 		return u, nil
 	}
-	u, err := b.opts.Users(b.ctx, img.Base, want)
+	u, err := b.opts.Users(b.ctx, ref, want)
 	if err != nil {
 		return spec.User{}, err
 	}
@@ -191,7 +204,7 @@ func (b *builder) user(img *spec.Image) (spec.User, error) {
 		u = defaultUser(u)
 	}
 	if err := checkUser(u); err != nil {
-		return spec.User{}, fmt.Errorf("base %q: %w", img.Base, err)
+		return spec.User{}, fmt.Errorf("base %q: %w", ref, err)
 	}
 	b.users[key] = u
 	return u, nil
@@ -253,7 +266,7 @@ func (b *builder) image(img *spec.Image) (*Image, error) {
 	if !spec.ValidName(img.Name) {
 		return nil, fmt.Errorf("%s: image name %q cannot name a build target", img.Pos, img.Name)
 	}
-	u, err := b.user(img)
+	u, ownUser, err := b.user(img)
 	if err != nil {
 		return nil, err
 	}
@@ -298,6 +311,10 @@ func (b *builder) image(img *spec.Image) (*Image, error) {
 	}
 	uid := strconv.Itoa(u.UID)
 	owner := uid + ":" + strconv.Itoa(u.GID)
+	stepUser := uid
+	if u.UID == 0 {
+		stepUser = "root"
+	}
 
 	// Environment and ports of the image's own layers; a parent's are in
 	// its config already.
@@ -327,8 +344,16 @@ func (b *builder) image(img *spec.Image) (*Image, error) {
 		}
 	}
 
-	if pl.External != "" {
+	switch {
+	case pl.External != "":
 		pl.Bootstrap = bootstrap(img.Pkg, u, b.opts.Task)
+		pl.Workdir = u.Home
+	case ownUser:
+		// A child with a user of its own (a CI runner as root): its steps
+		// and final USER are that user's.
+		if u.UID != 0 {
+			pl.Bootstrap = []Step{userStep(u)}
+		}
 		pl.Workdir = u.Home
 	}
 
@@ -350,7 +375,7 @@ func (b *builder) image(img *spec.Image) (*Image, error) {
 	}
 
 	// Per-layer steps.
-	ls := layerSteps{pkg: img.Pkg, user: u, uid: uid}
+	ls := layerSteps{pkg: img.Pkg, user: u, uid: stepUser}
 	var steps []Step
 	for _, l := range own {
 		s, err := ls.steps(l)
@@ -380,7 +405,7 @@ func (b *builder) image(img *spec.Image) (*Image, error) {
 
 	pl.FinalUser = uid
 	if img.Bootc {
-		pl.Lint = &Step{Kind: Run, User: uid, Shell: "bootc container lint", Desc: "bootc container lint"}
+		pl.Lint = &Step{Kind: Run, User: "root", Shell: "bootc container lint", Desc: "bootc container lint"}
 	}
 	return pl, nil
 }
@@ -475,12 +500,16 @@ func bootstrap(pkg string, u spec.User, task TaskSource) []Step {
 	}
 	steps = append(steps, Step{Kind: FetchTask, User: "root", Shell: unpackTask(task),
 		Desc: "bootstrap: install task"})
+	return append(steps, userStep(u))
+}
+
+// userStep creates u's account unless the image has one at its UID.
+func userStep(u spec.User) Step {
 	id, gid, name := strconv.Itoa(u.UID), strconv.Itoa(u.GID), Quote(u.Name)
-	steps = append(steps, Step{Kind: Run, User: "root",
+	return Step{Kind: Run, User: "root",
 		Shell: "getent passwd " + id + " || (getent group " + gid + " || groupadd -g " + gid + " " + name +
 			" && useradd -m -u " + id + " -g " + gid + " -s /bin/bash " + name + ")",
-		Desc: "bootstrap: user " + u.Name})
-	return steps
+		Desc: "bootstrap: user " + u.Name}
 }
 
 // ArchCase maps `uname -m` to a go-task release architecture in $arch and

@@ -372,8 +372,9 @@ func TestBootc(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if l := plans[0].Lint; l == nil || l.Shell != "bootc container lint" || l.User != "1000" {
-		t.Errorf("lint %+v", l)
+	// bootc container lint needs root; the image's final user stays.
+	if l := plans[0].Lint; l == nil || l.Shell != "bootc container lint" || l.User != "root" || plans[0].FinalUser != "1000" {
+		t.Errorf("lint %+v, final user %q", l, plans[0].FinalUser)
 	}
 	if plans, _ := build(t, family(t), "other"); plans[0].Lint != nil {
 		t.Error("lint without bootc")
@@ -546,5 +547,44 @@ func TestStageNamesAreReservedInSpec(t *testing.T) {
 		if !spec.ReservedStage(n) {
 			t.Errorf("stage %q is not reserved by spec", n)
 		}
+	}
+}
+
+// A child's own user, uid and gid (a CI runner as root) win over its
+// parent's for its own steps, its home and its final USER; a child that sets
+// none keeps the parent's user as the base resolved it.
+func TestChildOwnUser(t *testing.T) {
+	p := family(t)
+	leaf := p.Images["leaf"]
+	leaf.User, leaf.UID, leaf.GID = "root", 0, 0
+	plans, _ := build(t, p, "leaf")
+	m := byName(plans)
+	if u := m["app"].User; u.Name != "ubuntu" || u.UID != 1000 || u.Home != "/home/ubuntu" {
+		t.Errorf("app user %+v, want the base's ubuntu", u)
+	}
+	pl := m["leaf"]
+	if pl.User != (spec.User{Name: "root", UID: 0, GID: 0, Home: "/root"}) || pl.FinalUser != "0" || pl.Workdir != "/root" || len(pl.Bootstrap) != 0 {
+		t.Errorf("leaf user %+v final %q workdir %q bootstrap %+v", pl.User, pl.FinalUser, pl.Workdir, pl.Bootstrap)
+	}
+	for _, s := range pl.Steps {
+		if s.User != "root" {
+			t.Errorf("leaf step %q runs as %q, want root", s.Desc, s.User)
+		}
+	}
+
+	leaf.User, leaf.UID, leaf.GID = "ci", 1001, 1001
+	plans, _ = build(t, p, "leaf")
+	pl = byName(plans)["leaf"]
+	if pl.User.Home != "/home/ci" || pl.FinalUser != "1001" || pl.Workdir != "/home/ci" || len(pl.Bootstrap) != 1 ||
+		!strings.Contains(pl.Bootstrap[0].Shell, "useradd -m -u 1001 -g 1001 -s /bin/bash ci") {
+		t.Errorf("leaf user %+v final %q workdir %q bootstrap %+v", pl.User, pl.FinalUser, pl.Workdir, pl.Bootstrap)
+	}
+	var users []string
+	for _, s := range pl.Steps {
+		users = append(users, s.User)
+	}
+	// The cache directories are made as root, then user.yml runs as ci.
+	if !slices.Equal(users, []string{"root", "1001"}) || ownedMounts(pl)[0].UID != 1001 {
+		t.Errorf("leaf step users %q, mounts %+v", users, ownedMounts(pl))
 	}
 }

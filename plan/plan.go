@@ -28,7 +28,8 @@ type Image struct {
 	Fragments []File
 
 	// Bootstrap runs right after FROM for an external base (tools, task,
-	// user), then WORKDIR Workdir. Empty for a parent base.
+	// user), then WORKDIR Workdir. For a parent base it is empty, or the
+	// user step of a child with a user of its own.
 	Bootstrap []Step
 	Workdir   string // "" keeps the base's
 	// Task is where the bootstrap's FetchTask step gets the task archive
@@ -49,7 +50,9 @@ type Image struct {
 	Depends map[string][]string
 
 	FinalUser string // numeric UID, the last USER
-	Lint      *Step  // bootc container lint, after FinalUser; nil unless bootc
+	// Lint is bootc container lint, run as root after the steps and before
+	// USER FinalUser (which changes no file); nil unless bootc.
+	Lint *Step
 }
 
 // Context is a layer's files as a scratch stage named after the layer.
