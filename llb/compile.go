@@ -526,7 +526,10 @@ func (s *stage) user(u string) {
 // workdir is WORKDIR dir: it creates the directory (owned by the current
 // user) in a layer of its own, as the frontend does.
 func (s *stage) workdir(dir string, lbl label) {
-	wd := path.Clean(path.Join("/", s.cfg.Config.WorkingDir, dir))
+	wd := path.Clean(dir) // an absolute dir replaces the working directory
+	if !path.IsAbs(dir) {
+		wd = path.Clean(path.Join("/", s.cfg.Config.WorkingDir, dir))
+	}
 	s.cfg.Config.WorkingDir = wd
 	s.st = s.st.Dir(wd)
 	if wd == "/" {
