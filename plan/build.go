@@ -520,8 +520,11 @@ const ArchCase = `case "$(uname -m)" in x86_64) arch=amd64 ;; aarch64) arch=arm6
 // unpackTask checks (when pinned) and unpacks the task archive found at
 // TaskArchive. Both back ends run it after putting the archive there.
 func unpackTask(t TaskSource) string {
-	// Minimal bases (busybox) have no /usr/local/bin.
-	unpack := "mkdir -p /usr/local/bin && tar -xzf " + TaskArchive + " -C /usr/local/bin --no-same-owner task"
+	// Minimal bases (busybox) have no /usr/local/bin; on bootc (ublue)
+	// bases /usr/local is a link to ../var/usrlocal, which does not exist
+	// yet: mkdir -p fails on the dangling link, so create its target.
+	unpack := "if [ -L /usr/local ] && [ ! -e /usr/local ]; then (cd /usr && mkdir -p \"$(readlink local)\"); fi && " +
+		"mkdir -p /usr/local/bin && tar -xzf " + TaskArchive + " -C /usr/local/bin --no-same-owner task"
 	if len(t.SHA256) == 0 {
 		return unpack
 	}
