@@ -51,6 +51,9 @@ func Containerfile(img *plan.Image) ([]byte, error) {
 	for _, ps := range img.Pixi {
 		w.blank()
 		w.line("FROM " + ps.Image + " AS " + ps.Stage)
+		if ps.Setup != "" {
+			w.line("RUN " + ps.Setup)
+		}
 		w.line("WORKDIR " + ps.Workdir)
 		srcs := make([]string, len(ps.Files))
 		for i, f := range ps.Files {

@@ -31,8 +31,11 @@ type Kind struct {
 	Root     bool // the step runs as root; otherwise as the image's user
 	Cache    Cache
 	// Stage says the file is installed in a build stage of its own (pixi),
-	// whose result plan copies into the image; Shell runs there.
+	// whose result plan copies into the image; Shell runs there, after
+	// Setup, when that gives a command (tools the install needs in the
+	// stage only).
 	Stage bool
+	Setup func(f File) string
 	// Read fills in what the step needs to know about the file, from the
 	// layer's directory; nil reads nothing. Its errors are the user's.
 	Read func(layer fs.FS, f *File) error
@@ -61,7 +64,7 @@ var Kinds = []*Kind{
 	{Name: "root.yml", Files: []string{"root.yml"}, Taskfile: true, Root: true, Cache: PackageCache,
 		Shell: func(mount string, f File) string { return "cd " + mount + " && task -t root.yml install" }},
 	{Name: "pixi", Files: []string{"pixi.toml", "pyproject.toml", "environment.yml"}, Stage: true,
-		Read: readPixi, Shell: pixiShell},
+		Read: readPixi, Setup: pixiSetup, Shell: pixiShell},
 	{Name: "package.json", Files: []string{"package.json"}, Cache: NpmCache,
 		Read: readPackageJSON, Shell: npmShell},
 	// cargo writes target/ next to the sources unless told otherwise, and

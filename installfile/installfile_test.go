@@ -73,3 +73,46 @@ func TestFilesShorthand(t *testing.T) {
 	}
 }
 
+// With a pixi.lock the stage installs exactly the lock; a manifest that
+// builds from source (PyPI or git) gets a compiler and git in its stage.
+func TestPixi(t *testing.T) {
+	const conda = "[workspace]\nname = \"x\"\n\n[dependencies]\npython = \"3.13.*\"\n"
+	for _, c := range []struct {
+		name, file, manifest string
+		lock                 bool
+		install              string
+		sources              bool
+	}{
+		{"conda only", "pixi.toml", conda, false, "pixi install", false},
+		{"locked", "pixi.toml", conda, true, "pixi install --frozen", false},
+		{"pypi", "pixi.toml", conda + "\n[pypi-dependencies]\nflash-attn = \"*\"\n", true, "pixi install --frozen", true},
+		{"empty pypi", "pixi.toml", conda + "\n[pypi-dependencies]\n", false, "pixi install", false},
+		{"feature pypi", "pixi.toml", conda + "\n[feature.gpu.pypi-dependencies]\ntorch = \">=2\"\n", false, "pixi install", true},
+		{"git source", "pixi.toml", conda + "mylib = { git = \"https://github.com/o/mylib\" }\n", false, "pixi install", true},
+		{"pyproject deps", "pyproject.toml", "[project]\nname = \"a\"\ndependencies = [\"requests\"]\n", true, "pixi install --manifest-path pyproject.toml --frozen", true},
+		{"pyproject conda", "pyproject.toml", "[project]\nname = \"a\"\n[tool.pixi.dependencies]\npython = \"*\"\n", false, "pixi install --manifest-path pyproject.toml", false},
+		{"environment pip", "environment.yml", "name: a\ndependencies:\n  - python=3.12\n  - pip:\n      - requests\n", true, "pixi init --import environment.yml && pixi install", true},
+		{"environment conda", "environment.yml", "name: a\ndependencies:\n  - python=3.12\n", false, "pixi init --import environment.yml && pixi install", false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			files := fstest.MapFS{c.file: {Data: []byte(c.manifest)}}
+			if c.lock {
+				files["pixi.lock"] = &fstest.MapFile{Data: []byte("version: 6\n")}
+			}
+			f := File{Kind: ByName(c.file), Name: c.file}
+			if err := f.Kind.Read(files, &f); err != nil {
+				t.Fatal(err)
+			}
+			if got := f.Kind.Shell("", f); got != c.install {
+				t.Errorf("install %q, want %q", got, c.install)
+			}
+			if setup := f.Kind.Setup(f); (setup != "") != c.sources || (c.sources && !strings.Contains(setup, "build-essential git")) {
+				t.Errorf("setup %q, want a compiler and git: %v", setup, c.sources)
+			}
+		})
+	}
+	f := File{Kind: ByName("pixi.toml"), Name: "pixi.toml"}
+	if err := f.Kind.Read(fstest.MapFS{"pixi.toml": {Data: []byte("[workspace\n")}}, &f); err == nil || !strings.Contains(err.Error(), "not a TOML manifest") {
+		t.Errorf("broken pixi.toml: %v", err)
+	}
+}

@@ -254,6 +254,7 @@ func (c *compiler) buildStages(ctx context.Context) error {
 // pixiStage renders
 //
 //	FROM <pixi image> AS <stage>
+//	RUN <setup>                       (when set)
 //	WORKDIR <workdir>
 //	COPY --from=<layer> <files> ./    (one COPY per file)
 //	RUN <install>
@@ -267,6 +268,9 @@ func (c *compiler) pixiStage(ctx context.Context, ps plan.PixiStage) (bk.State, 
 		return bk.State{}, err
 	}
 	s.init()
+	if ps.Setup != "" {
+		s.run(bk.Args(s.shell(ps.Setup)), c.label(ps.Layer, "pixi "+ps.Setup).opt())
+	}
 	if ps.Workdir != "" {
 		s.workdir(ps.Workdir, c.label(ps.Layer, "pixi WORKDIR "+ps.Workdir))
 	}

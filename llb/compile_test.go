@@ -519,6 +519,7 @@ func TestCompilePixiAndSupervisord(t *testing.T) {
 	pl.Pixi = []plan.PixiStage{{
 		Layer: "marker", Stage: "marker-pixi-build", Image: "ghcr.io/prefix-dev/pixi:latest",
 		Manifest: "pixi.toml", Files: []string{"pixi.toml", "pixi.lock"}, Workdir: "/home/user", Install: "pixi install", EnvDir: "/home/user/.pixi/envs/default",
+		Setup: "apt-get install -y build-essential git",
 	}}
 	pl.Fragments = []plan.File{{Name: "00-header.conf", Content: []byte("[supervisord]\n")}, {Name: "01-web.conf", Content: []byte("[program:web]\n")}}
 	pl.Steps = append(pl.Steps,
@@ -540,8 +541,19 @@ func TestCompilePixiAndSupervisord(t *testing.T) {
 	if c := lock.GetFile().Actions[0].GetCopy(); c.Src != "/pixi.lock" || c.Dest != "/home/user/" {
 		t.Errorf("lock copy = %+v", c)
 	}
-	if c := g.input(lock, 0).GetFile().Actions[0].GetCopy(); c.Src != "/pixi.toml" || c.Dest != "/home/user/" {
+	manifest := g.input(lock, 0)
+	if c := manifest.GetFile().Actions[0].GetCopy(); c.Src != "/pixi.toml" || c.Dest != "/home/user/" {
 		t.Errorf("manifest copy = %+v", c)
+	}
+	// The compiler and git come first in the pixi stage, and only there.
+	setup := g.named(t, "pixi apt-get install -y build-essential git")
+	if g.input(g.input(manifest, 0), 0) != setup {
+		t.Errorf("the pixi stage's setup does not precede its WORKDIR and copies")
+	}
+	for _, n := range g.chain() {
+		if strings.Contains(n, "build-essential") {
+			t.Errorf("the image's chain runs %q", n)
+		}
 	}
 	env := g.named(t, "] pixi env")
 	if c := env.GetFile().Actions[0].GetCopy(); c.Src != "/home/user/.pixi/envs/default" || c.Owner.User.GetByID() != 1000 {

@@ -205,6 +205,16 @@ func TestPixiStageWithFakePixiImage(t *testing.T) {
 				if f := fs[sumPath]; f.UID != u.UID || f.GID != u.GID {
 					t.Errorf("%s %s owned by %d:%d, want %d:%d", platform, sumPath, f.UID, f.GID, u.UID, u.GID)
 				}
+				// With a pixi.lock, exactly the lock is installed.
+				wantCmd := "# cmd: pixi install\n"
+				if slices.Contains(want.sources, "layers/sci/pixi.lock") {
+					wantCmd = "# cmd: pixi install --frozen\n"
+				} else if pl.Name == "pixi-pyproject" {
+					wantCmd = "# cmd: pixi install --manifest-path pyproject.toml\n"
+				}
+				if h := data[path.Join(envDir, "conda-meta/history")]; !strings.Contains(h, wantCmd) {
+					t.Errorf("%s: history lacks %q:\n%s", platform, wantCmd, h)
+				}
 				arch := map[string]string{"linux/amd64": "x86_64", "linux/arm64": "aarch64"}[platform]
 				if h := data[path.Join(envDir, "conda-meta/history")]; !strings.Contains(h, "# platform: "+arch+"\n") {
 					t.Errorf("%s: history does not say the stage ran on %s:\n%s", platform, arch, h)

@@ -545,6 +545,9 @@ func pixiStage(layer string, f installfile.File, image, home, envDir string) Pix
 		Layer: layer, Stage: layer + spec.PixiStageSuffix, Image: image, Manifest: f.Name,
 		Workdir: home, EnvDir: envDir, Files: []string{f.Name}, Install: f.Kind.Shell(home, f),
 	}
+	if f.Kind.Setup != nil {
+		ps.Setup = f.Kind.Setup(f)
+	}
 	if f.Lock != "" {
 		ps.Files = append(ps.Files, f.Lock)
 	}

@@ -338,7 +338,7 @@ func TestPixiStages(t *testing.T) {
 	if len(img.Pixi) != 3 {
 		t.Fatalf("pixi stages %+v", img.Pixi)
 	}
-	wantInstall := []string{"pixi install", "pixi install --manifest-path pyproject.toml", "pixi init --import environment.yml && pixi install"}
+	wantInstall := []string{"pixi install --frozen", "pixi install --manifest-path pyproject.toml", "pixi init --import environment.yml && pixi install"}
 	for i, ps := range img.Pixi {
 		if ps.Install != wantInstall[i] || ps.Image != "example.com/pixi:0.50" || ps.Workdir != "/home/user" ||
 			ps.EnvDir != "/home/user/.pixi/envs/default" || ps.Stage != ps.Layer+"-pixi-build" {

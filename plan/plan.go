@@ -70,6 +70,7 @@ type PixiStage struct {
 	Manifest string   // "pixi.toml", "pyproject.toml" or "environment.yml"
 	Files    []string // layer files copied into Workdir: Manifest, then pixi.lock if the layer has one
 	Workdir  string   // project dir in the stage: the user's home, so env paths match the final image
+	Setup    string   // shell command run first, as the pixi image's user ("" for none): tools the install needs (a compiler, git)
 	Install  string   // shell command run in Workdir
 	EnvDir   string   // <home>/.pixi/envs/default: copied into the image
 }

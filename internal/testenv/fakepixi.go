@@ -29,9 +29,9 @@ const FakePixi = "docker.io/ovtest/fake-pixi:latest"
 const FakePixiChecksums = "conda-meta/fake-pixi.sha256"
 
 // FakePixiScript is the fake's pixi. It does only what ov's pixi stages run
-// (plan.pixiStage): `pixi install`, `pixi install --manifest-path
-// pyproject.toml` and `pixi init --import environment.yml`; anything else
-// fails. install reads the manifest's dependencies table ([dependencies], or
+// (plan.pixiStage): `pixi install [--frozen]`, `pixi install --manifest-path
+// pyproject.toml [--frozen]` and `pixi init --import environment.yml`;
+// anything else fails, and so does --frozen without a pixi.lock. install reads the manifest's dependencies table ([dependencies], or
 // [tool.pixi.dependencies] in pyproject.toml) and writes
 // ./.pixi/envs/default with conda-meta/history, FakePixiChecksums and one
 // bin/<name> script per dependency printing "<name> from fake pixi". An
@@ -99,6 +99,7 @@ yml_deps() {
 cmd_install() {
 	cmdline="pixi install${*:+ $*}"
 	manifest=pixi.toml
+	frozen=
 	while [ $# -gt 0 ]; do
 		case $1 in
 		--manifest-path)
@@ -107,10 +108,12 @@ cmd_install() {
 			shift 2
 			;;
 		--manifest-path=*) manifest=${1#*=}; shift ;;
-		*) die "install: unsupported argument '$1' (test double: only --manifest-path)" ;;
+		--frozen) frozen=1; shift ;;
+		*) die "install: unsupported argument '$1' (test double: only --manifest-path, --frozen)" ;;
 		esac
 	done
 	[ -f "$manifest" ] || die "install: no manifest: $PWD/$manifest not found"
+	[ -z "${frozen-}" ] || [ -f "$(dirname "$manifest")/pixi.lock" ] || die "install --frozen: no pixi.lock next to $manifest"
 	case $manifest in
 	pyproject.toml | */pyproject.toml) table=tool.pixi.dependencies ;;
 	*) table=dependencies ;;
@@ -218,6 +221,16 @@ func publishFakePixi(ctx context.Context, busyboxDir, host string) error {
 }
 
 func fakePixiIndex(busyboxDir string) (v1.ImageIndex, error) {
+	return deriveBusybox(busyboxDir, []tarEntry{
+		{hdr: tar.Header{Typeflag: tar.TypeDir, Name: "usr/local/", Mode: 0o755}},
+		{hdr: tar.Header{Typeflag: tar.TypeDir, Name: "usr/local/bin/", Mode: 0o755}},
+		{hdr: tar.Header{Typeflag: tar.TypeReg, Name: plan.PixiBinary[1:], Mode: 0o755}, body: []byte(FakePixiScript)},
+	})
+}
+
+// deriveBusybox adds a layer of entries to every image of the busybox
+// layout.
+func deriveBusybox(busyboxDir string, entries []tarEntry) (v1.ImageIndex, error) {
 	lp, err := layout.ImageIndexFromPath(busyboxDir)
 	if err != nil {
 		return nil, err
@@ -237,11 +250,7 @@ func fakePixiIndex(busyboxDir string) (v1.ImageIndex, error) {
 	if err != nil {
 		return nil, err
 	}
-	layer, err := memLayer([]tarEntry{
-		{hdr: tar.Header{Typeflag: tar.TypeDir, Name: "usr/local/", Mode: 0o755}},
-		{hdr: tar.Header{Typeflag: tar.TypeDir, Name: "usr/local/bin/", Mode: 0o755}},
-		{hdr: tar.Header{Typeflag: tar.TypeReg, Name: plan.PixiBinary[1:], Mode: 0o755}, body: []byte(FakePixiScript)},
-	})
+	layer, err := memLayer(entries)
 	if err != nil {
 		return nil, err
 	}
