@@ -70,6 +70,9 @@ func publishBases(ctx context.Context, cache, host string) error {
 		if err := pushLayout(gctx, dir, host, Busybox); err != nil {
 			return err
 		}
+		if err := publishBootcBase(gctx, dir, host); err != nil {
+			return err
+		}
 		return publishFakePixi(gctx, dir, host)
 	})
 	return g.Wait()

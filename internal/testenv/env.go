@@ -45,6 +45,10 @@ const (
 	UserBase = "docker.io/ovtest/userbase:bookworm"
 	// Busybox is a linux/amd64 + linux/arm64 index of Debian's busybox-static.
 	Busybox = "docker.io/library/busybox:latest"
+	// BootcBase is Busybox shaped like a bootc (ublue) base: /usr/local is a
+	// link to ../var/usrlocal, which does not exist, and /usr/bin/bootc is
+	// FakeBootcScript.
+	BootcBase = "docker.io/ovtest/bootc-usrlocal:latest"
 )
 
 // Env is one running build environment. Its fields are read-only.
