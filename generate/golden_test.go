@@ -27,10 +27,14 @@ var update = flag.Bool("update", false, "rewrite the golden files under testdata
 const calver = "2026.47.905"
 
 // users stands in for baseuser.Lookup: ubuntu:24.04 has user ubuntu at uid
-// 1000, like the real image; every other base has no such account.
+// 1000, like the real image; every base has root at uid 0 and no other
+// account.
 func users(_ context.Context, ref string, want spec.User) (spec.User, error) {
-	if ref == "ubuntu:24.04" && want.UID == 1000 {
+	switch {
+	case ref == "ubuntu:24.04" && want.UID == 1000:
 		return spec.User{Name: "ubuntu", UID: 1000, GID: 1000, Home: "/home/ubuntu"}, nil
+	case want.UID == 0:
+		return spec.User{Name: "root", Home: "/root"}, nil
 	}
 	u := want
 	u.Home = "/home/" + want.Name
@@ -41,11 +45,20 @@ func testOptions() plan.Options {
 	return plan.Options{CalVer: calver, Users: users}
 }
 
-// copyProject copies testdata/<name> (without its golden output) to a
+// projectDir is where the test project name lives: testdata/<name>, or the
+// repository's compatibility corpus (../testdata/compat) for "compat".
+func projectDir(name string) string {
+	if name == "compat" {
+		return filepath.Join("..", "testdata", "compat")
+	}
+	return filepath.Join("testdata", name)
+}
+
+// copyProject copies the project name (without its golden output) to a
 // temporary directory.
 func copyProject(t *testing.T, name string) string {
 	t.Helper()
-	src := filepath.Join("testdata", name)
+	src := projectDir(name)
 	dst := t.TempDir()
 	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -112,7 +125,7 @@ func generateProject(t *testing.T, dir string) ([]*plan.Image, *spec.Project) {
 func checkGolden(t *testing.T, name, dir string) {
 	t.Helper()
 	got := tree(t, filepath.Join(dir, ".build"))
-	golden := filepath.Join("testdata", name, "golden")
+	golden := filepath.Join(projectDir(name), "golden")
 	if *update {
 		if err := os.RemoveAll(golden); err != nil {
 			t.Fatal(err)
@@ -198,7 +211,7 @@ func parseHCL(t *testing.T, b []byte) *hcl.File {
 }
 
 func TestGolden(t *testing.T) {
-	for _, name := range []string{"rpm", "deb", "family"} {
+	for _, name := range []string{"rpm", "deb", "family", "compat"} {
 		t.Run(name, func(t *testing.T) {
 			dir := copyProject(t, name)
 			generateProject(t, dir)

@@ -100,6 +100,7 @@ func TestExitCodes(t *testing.T) {
 	}{
 		{[]string{"-C", "../..", "validate"}, 0, "ok: 3 images, 7 layers\n"},
 		{[]string{"--dir=testdata/project", "validate"}, 0, "ok: 3 images, 7 layers\n"},
+		{[]string{"-C", "../../testdata/compat", "validate"}, 0, "ok: 3 images, 6 layers\n"},
 		{[]string{"-C", "../../spec/testdata/invalid/path-in-env", "validate"}, 1, "validation error: layers/base/layer.yml:2: env must not set PATH directly (use path_append)\n"},
 		{[]string{"-C", imagesDir, "validate"}, 1, "validation error: images.yml: is a directory, not a file\n"},
 		{[]string{"-C", "main.go", "validate"}, 1, "validation error: main.go is not a project directory (pass -C a directory holding images.yml)\n"},
@@ -144,6 +145,11 @@ func TestGolden(t *testing.T) {
 		{"project-list-routes", []string{"-C", "testdata/project", "list", "routes"}},
 		{"project-format-fields", nil}, // every --format field of web, one "field: value" line each
 		{"version", []string{"version"}},
+		// The compatibility corpus: shapes of a real-world layer library.
+		{"compat-inspect-fedora", []string{"-C", "../../testdata/compat", "inspect", "fedora"}},
+		{"compat-inspect-githubrunner", []string{"-C", "../../testdata/compat", "inspect", "githubrunner"}},
+		{"compat-inspect-bazzite-ai", []string{"-C", "../../testdata/compat", "inspect", "bazzite-ai"}},
+		{"compat-list-layers", []string{"-C", "../../testdata/compat", "list", "layers"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
