@@ -90,11 +90,17 @@ func Check(project, rel string) error {
 }
 
 // MkdirAll creates directory rel under .build/ and the directories above
-// it, refusing symbolic links on the way.
+// it, refusing symbolic links on the way (the project directory itself is
+// the caller's choice: made when missing, links followed).
 func MkdirAll(project, rel string) error {
 	missing, err := check(project, rel, true)
 	if err != nil {
 		return err
+	}
+	if len(missing) > 0 && missing[0] == Dir {
+		if err := os.MkdirAll(project, 0o755); err != nil {
+			return err
+		}
 	}
 	have := strings.TrimSuffix(strings.TrimSuffix(rel, strings.Join(missing, "/")), "/")
 	for _, m := range missing {
