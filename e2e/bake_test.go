@@ -147,6 +147,12 @@ func TestBakeChild(t *testing.T) {
 		[]string{"7070/tcp", "8080/tcp", "9090/tcp"})
 	checkFile(t, s, "/opt/child/bin/child-tool", 0, 0, 0o755, "#!/bin/sh\necho child tool\n")
 	checkFile(t, s, "/opt/marker/root-marker.txt", 0, 0, 0o640, "installed by root.yml\n") // from the parent
+	// Volume mount points exist, the user's (an engine makes a new named
+	// volume from them), with every directory below home.
+	for _, dir := range []string{home + "/.local", home + "/.local/share", home + "/.local/share/child-tool", home + "/.local/share/child-tool/data", "/srv/child-data"} {
+		checkFile(t, s, dir, 1000, 1000, -1, "")
+	}
+	checkFile(t, s, "/srv", 0, 0, -1, "")
 }
 
 func TestBakeBusyboxMultiArch(t *testing.T) {

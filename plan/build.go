@@ -387,6 +387,9 @@ func (b *builder) image(img *spec.Image) (*Image, error) {
 	pl.Depends = depends(own)
 	detach(steps, pl.Depends)
 	pl.Steps = append(pl.Steps, prepareCacheDirs(steps, u)...)
+	if s := volumeDirs(b.ownVolumes(img), u); s != nil {
+		pl.Steps = append(pl.Steps, *s)
+	}
 
 	// An image whose own layers add services or routes rewrites
 	// supervisord.conf and routes.yml, which replace the parent's: they
@@ -674,6 +677,64 @@ func detach(steps []Step, deps map[string][]string) {
 	}
 }
 
+// ownVolumes are the paths of the volumes img declares beyond its parent's.
+func (b *builder) ownVolumes(img *spec.Image) []string {
+	inherited := map[string]bool{}
+	if parent := b.p.Images[img.Parent]; parent != nil {
+		for _, v := range b.p.Volumes(parent) {
+			inherited[v.Name] = true
+		}
+	}
+	var out []string
+	for _, v := range b.p.Volumes(img) {
+		if !inherited[v.Name] {
+			out = append(out, v.Path)
+		}
+	}
+	return out
+}
+
+// volumeDirs is a root step that creates the mount points of the image's
+// volumes owned by the user, or nil when there is nothing to create. An
+// engine makes a new named volume from the directory it is mounted on,
+// owner included, and creates a missing one owned by root: the user could
+// then write neither to the volume nor, for ~/.ollama/models, next to it.
+// Below home every directory from home down is the user's; elsewhere the
+// mount point itself.
+func volumeDirs(paths []string, u spec.User) *Step {
+	if len(paths) == 0 || u.UID == 0 {
+		return nil
+	}
+	var dirs []string
+	for _, p := range paths {
+		p = spec.ExpandHome(p, u.Home)
+		for _, d := range homeDirs(p, u.Home) {
+			if !slices.Contains(dirs, d) {
+				dirs = append(dirs, d)
+			}
+		}
+	}
+	owner := strconv.Itoa(u.UID) + ":" + strconv.Itoa(u.GID)
+	list := QuoteAll(dirs)
+	return &Step{Kind: Run, User: "root", Shell: "mkdir -p " + list + " && chown " + owner + " " + list,
+		Desc: "volume mount points"}
+}
+
+// homeDirs lists the directories from below home down to target when
+// target is under home, else target alone.
+func homeDirs(target, home string) []string {
+	rel, ok := strings.CutPrefix(path.Clean(target), strings.TrimSuffix(home, "/")+"/")
+	if !ok {
+		return []string{path.Clean(target)}
+	}
+	parts := strings.Split(rel, "/")
+	out := make([]string, len(parts))
+	for k := range parts {
+		out[k] = path.Join(home, strings.Join(parts[:k+1], "/"))
+	}
+	return out
+}
+
 // prepareCacheDirs inserts, before the first step with a user-owned cache
 // mount, a root step that creates those mount targets and their parents
 // below home owned by the user (and home, if the base lacks it). A cache
@@ -685,16 +746,13 @@ func prepareCacheDirs(steps []Step, u spec.User) []Step {
 	var dirs []string
 	for i, s := range steps {
 		for _, m := range s.Mounts {
-			rel, ok := strings.CutPrefix(m.Target, strings.TrimSuffix(u.Home, "/")+"/")
-			if m.Kind != Cache || !m.Owned || !ok {
+			if m.Kind != Cache || !m.Owned || !strings.HasPrefix(m.Target, strings.TrimSuffix(u.Home, "/")+"/") {
 				continue
 			}
 			if first < 0 {
 				first = i
 			}
-			parts := strings.Split(rel, "/")
-			for k := range parts {
-				d := path.Join(u.Home, strings.Join(parts[:k+1], "/"))
+			for _, d := range homeDirs(m.Target, u.Home) {
 				if !slices.Contains(dirs, d) {
 					dirs = append(dirs, d)
 				}

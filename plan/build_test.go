@@ -588,3 +588,41 @@ func TestChildOwnUser(t *testing.T) {
 		t.Errorf("leaf step users %q, mounts %+v", users, ownedMounts(pl))
 	}
 }
+
+// Each image makes the mount points of the volumes its own layers add,
+// owned by the user: every directory from home down for paths under home
+// (the base's home: /home/ubuntu), the mount point itself elsewhere. A
+// child does not redo its parent's (a name declared again keeps the
+// parent's path); a root image needs no step.
+func TestVolumeMountPoints(t *testing.T) {
+	p := family(t)
+	p.Layers["tools"].Volumes = []spec.Volume{{Name: "models", Path: "~/.ollama/models"}, {Name: "srv", Path: "/srv/my data/"}}
+	p.Layers["leaf"].Volumes = []spec.Volume{{Name: "models", Path: "/elsewhere"}, {Name: "out", Path: "$HOME/out"}}
+	m := byName(first(build(t, p)))
+	step := func(img string) *plan.Step {
+		for i, s := range m[img].Steps {
+			if s.Desc == "volume mount points" {
+				return &m[img].Steps[i]
+			}
+		}
+		return nil
+	}
+	want := "mkdir -p /home/ubuntu/.ollama /home/ubuntu/.ollama/models '/srv/my data' && chown 1000:1001 /home/ubuntu/.ollama /home/ubuntu/.ollama/models '/srv/my data'"
+	if s := step("base"); s == nil || s.Shell != want || s.User != "root" || s != &m["base"].Steps[len(m["base"].Steps)-1] {
+		t.Errorf("base: %+v\nwant the last step, as root: %s", s, want)
+	}
+	if s := step("app"); s != nil {
+		t.Errorf("app adds no volume: %+v", s)
+	}
+	if s := step("leaf"); s == nil || s.Shell != "mkdir -p /home/ubuntu/out && chown 1000:1001 /home/ubuntu/out" {
+		t.Errorf("leaf: %+v", s)
+	}
+	p.Images["other"].UID, p.Images["other"].User = 0, "root"
+	if s := step("other"); s == nil {
+		t.Fatal("other (uid 1000) has no step")
+	}
+	m = byName(first(build(t, p)))
+	if s := step("other"); s != nil {
+		t.Errorf("root image: %+v", s)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 
 	"github.com/overthink/ov/plan"
@@ -86,7 +87,7 @@ func imageVolumes(ctx context.Context, p *spec.Project, img *spec.Image, users p
 			}
 			home = u.Home
 		}
-		out = append(out, pod.Volume{Name: v.Name, Path: spec.ExpandHome(v.Path, home)})
+		out = append(out, pod.Volume{Name: v.Name, Path: path.Clean(spec.ExpandHome(v.Path, home))})
 	}
 	return out, nil
 }
