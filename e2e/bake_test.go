@@ -53,7 +53,7 @@ func bakeFamily(t *testing.T) *family {
 		}
 		f.out = filepath.Join(f.dir, ".out") // bake writes only below its context
 		bake := testenv.Bake{Dir: f.dir, Files: []string{".build/docker-bake.hcl"}}
-		for _, img := range []string{"deb-parent", "deb-child", "bb-multi", "user-base"} {
+		for _, img := range []string{"deb-parent", "deb-child", "bb-multi", "user-base", "runner", "bootc-link"} {
 			bake.Targets = append(bake.Targets, img)
 			bake.Set = append(bake.Set, img+".output=type=oci,tar=false,dest="+filepath.Join(f.out, "bake", img))
 		}
@@ -153,6 +153,39 @@ func TestBakeChild(t *testing.T) {
 		checkFile(t, s, dir, 1000, 1000, -1, "")
 	}
 	checkFile(t, s, "/srv", 0, 0, -1, "")
+	// npm-tools' package.json lists semver: installed globally, its bin in
+	// the npm prefix's bin (not nested under an npm-tools package).
+	checkFile(t, s, home+"/.npm-global/lib/node_modules/semver/package.json", 1000, 1000, -1, "")
+	if bin := s.Files[home+"/.npm-global/bin/semver"]; bin.Type != '2' {
+		t.Errorf("semver bin: type %c, want a symlink in the npm prefix's bin", bin.Type)
+	}
+	if _, ok := s.Files[home+"/.npm-global/lib/node_modules/npm-tools"]; ok {
+		t.Errorf("the tool list was installed as a package")
+	}
+}
+
+// TestBakeRunner: a child with a user of its own (root, as CI runners are)
+// runs its steps as root in /root and ends as USER 0.
+func TestBakeRunner(t *testing.T) {
+	f := bakeFamily(t)
+	s := snapshot(t, filepath.Join(f.out, "bake", "runner"), "linux/amd64")
+	checkConfig(t, s, "0", "/root", nil, "", nil)
+	checkFile(t, s, "/root/runner/installed.txt", 0, 0, -1, "runner as 0 in /root\n")
+	checkFile(t, s, "/home/user/.config/marker/user-marker.txt", 1000, 1000, -1, "installed by user.yml as 1000\n") // the parent's
+}
+
+// TestBakeBootcLink: on a base whose /usr/local links to a missing
+// ../var/usrlocal, the bootstrap creates the link's target; the fake bootc
+// lint passed, so it ran as root; the final user stays 1000.
+func TestBakeBootcLink(t *testing.T) {
+	f := bakeFamily(t)
+	s := snapshot(t, filepath.Join(f.out, "bake", "bootc-link"), "linux/amd64")
+	checkConfig(t, s, "1000", "/home/user", nil, "", nil)
+	if l := s.Files["/usr/local"]; l.Type != '2' || l.Linkname != "../var/usrlocal" {
+		t.Errorf("/usr/local: type %c -> %q, want the base's link to ../var/usrlocal", l.Type, l.Linkname)
+	}
+	checkFile(t, s, "/var/usrlocal/bin/task", 0, 0, -1, "")
+	checkFile(t, s, "/arch.txt", 0, 0, -1, "x86_64\n")
 }
 
 func TestBakeBusyboxMultiArch(t *testing.T) {
@@ -191,6 +224,12 @@ func TestBakeRun(t *testing.T) {
 	host, err := env.StartDocker(ctx)
 	if err != nil {
 		t.Fatal(err)
+	}
+	child := "ov.test/deb-child:e2e"
+	dockerLoad(t, ctx, host, filepath.Join(f.out, "bake", "deb-child"), child)
+	// A CLI that package.json listed runs by name as the image's user.
+	if out, err := exec.CommandContext(ctx, "docker", "-H", host, "run", "--rm", child, "bash", "-c", "id -u; semver -r '^7' 7.1.0 8.0.0").CombinedOutput(); err != nil || string(out) != "1000\n7.1.0\n" {
+		t.Errorf("docker run semver: %v: %q, want 1000 and 7.1.0", err, out)
 	}
 	ref := "ov.test/deb-parent:e2e"
 	dockerLoad(t, ctx, host, filepath.Join(f.out, "bake", "deb-parent"), ref)
