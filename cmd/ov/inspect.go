@@ -21,8 +21,10 @@ func (c *InspectCmd) Help() string {
 image's platforms, pkg and user carry over to images built on it) as JSON:
 "layers" is the resolved install order (dependencies first, without layers
 a base image already installs), "layers_written" the list in images.yml,
-"tags" the references a build is tagged with now, "tag" the first of them
-(for tag auto, the CalVer of now; latest is the last), "volumes" the named
+"tags" the references a build is tagged with now, "tag" the reference
+ov shell and ov start run, so docker run $(ov inspect X --format tag) runs
+the newest build (for tag auto: <registry>/<name>:latest, as the CalVer of
+now names no build yet; else the configured tag), "volumes" the named
 volumes ov shell, ov start and ov pod mount (--format volumes prints them
 as docker -v values: ov-<image>-<name>:<path>).
 
@@ -96,7 +98,7 @@ func (c *InspectCmd) Run(g *Globals) error {
 		GID:           img.GID,
 		Chain:         []string{},
 	}
-	v.Tag = v.Tags[0]
+	v.Tag = runRef(img, "")
 	// Volumes under the home may need the base image's passwd: only
 	// when asked for.
 	var mounts []string
