@@ -141,6 +141,7 @@ type builder struct {
 	mu     sync.Mutex
 	labels map[digest.Digest]label    // every marshaled vertex with a step label
 	attach map[string]map[string]bool // per image, layers a check attached
+	seeAll map[string]map[string]bool // per image, layers that failed on their depends alone
 }
 
 func newBuilder(opt BuildOptions) (*builder, error) {
@@ -155,6 +156,7 @@ func newBuilder(opt BuildOptions) (*builder, error) {
 		done:     map[string]chan struct{}{},
 		labels:   map[digest.Digest]label{},
 		attach:   map[string]map[string]bool{},
+		seeAll:   map[string]map[string]bool{},
 	}
 	for _, img := range opt.Family {
 		b.byName[img.Name] = img
@@ -373,9 +375,9 @@ func (b *builder) compile(ctx context.Context, gc gateway.Client, name string, p
 		}
 	}
 	b.mu.Lock()
-	attach := maps.Clone(b.attach[name])
+	attach, seeAll := maps.Clone(b.attach[name]), maps.Clone(b.seeAll[name])
 	b.mu.Unlock()
-	out, err := Compile(ctx, img, p, Options{Resolver: b.resolver.with(gc), Parent: parent, Linear: b.opt.Linear, Attach: attach})
+	out, err := Compile(ctx, img, p, Options{Resolver: b.resolver.with(gc), Parent: parent, Linear: b.opt.Linear, Attach: attach, SeeAll: seeAll})
 	if err != nil {
 		return nil, err
 	}
@@ -385,9 +387,13 @@ func (b *builder) compile(ctx context.Context, gc gateway.Client, name string, p
 
 // solveChecked compiles name for p and solves it together with its
 // detached-layer checks (and its parents'). A layer in a conflict is
-// attached and the image compiled and solved again, until the checks pass:
-// every round attaches at least one more layer, so this ends. Conflicts are
-// rare, so the image is solved alongside the checks, not after them.
+// attached, a layer whose step failed detached (it may need a file of a
+// layer it does not depend on, to delete or read) runs on every layer
+// before it, and the image is compiled and solved again, until the checks
+// pass: every round changes one more layer, so this ends, and a step that
+// fails on every layer before it fails the build.
+// Conflicts are rare, so the image is solved alongside the checks, not
+// after them.
 func (b *builder) solveChecked(ctx context.Context, gc gateway.Client, name string, p ocispecs.Platform, imports []gateway.CacheOptionsEntry) (*Image, gateway.Reference, error) {
 	for {
 		out, err := b.compile(ctx, gc, name, p, map[string]*Image{})
@@ -395,12 +401,16 @@ func (b *builder) solveChecked(ctx context.Context, gc gateway.Client, name stri
 			return nil, nil, err
 		}
 		conflicts := make([][]Conflict, len(out.Checks))
+		tools := make([]*CheckTools, len(out.Checks))
 		var ref gateway.Reference
 		eg, ectx := errgroup.WithContext(ctx)
 		for i, ch := range out.Checks {
 			eg.Go(func() error {
 				var err error
 				conflicts[i], err = b.runCheck(ectx, gc, ch, imports)
+				if errors.As(err, &tools[i]) {
+					return nil
+				}
 				if err != nil {
 					return fmt.Errorf("image %q (%s): %w", ch.Image, platforms.Format(p), err)
 				}
@@ -421,14 +431,25 @@ func (b *builder) solveChecked(ctx context.Context, gc gateway.Client, name stri
 			return err
 		})
 		if err := eg.Wait(); err != nil {
+			if l, ok := b.failedDetached(err); ok && b.setOnce(b.seeAll, l.image, l.layer) {
+				b.warn(fmt.Sprintf("image %q: layer %q builds on every layer before it: step %q failed on just the layers it depends on; one of %s is missing from its depends",
+					l.image, l.layer, l.step, strings.Join(b.unseen(l.image, l.layer), ", ")))
+				continue
+			}
 			return nil, nil, err
 		}
 		more := false
+		for i, t := range tools {
+			if t != nil && b.attachAll(out.Checks[i].Image) {
+				more = true
+				b.warn(fmt.Sprintf("image %q: every layer builds attached: %v", out.Checks[i].Image, t))
+			}
+		}
 		for i, cs := range conflicts {
 			img := out.Checks[i].Image
 			for _, c := range cs {
 				for _, l := range []string{c.Layer, c.Other} {
-					if l != "" && b.attachLayer(img, l) {
+					if l != "" && b.setOnce(b.attach, img, l) {
 						more = true
 						b.warn(fmt.Sprintf("image %q: layer %q builds attached: %s is also written by %s", img, l, c.File, otherName(c, l)))
 					}
@@ -439,6 +460,24 @@ func (b *builder) solveChecked(ctx context.Context, gc gateway.Client, name stri
 			return out, ref, nil
 		}
 	}
+}
+
+// failedDetached returns the step err failed in when that step ran
+// detached.
+func (b *builder) failedDetached(err error) (label, bool) {
+	var ve *errdefs.VertexError
+	if b.opt.Linear || !errors.As(err, &ve) {
+		return label{}, false
+	}
+	b.mu.Lock()
+	l, ok := b.labels[digest.Digest(ve.Digest)]
+	attached := slices.Sorted(maps.Keys(b.attach[l.image]))
+	b.mu.Unlock()
+	img := b.byName[l.image]
+	if !ok || l.layer == "" || img == nil {
+		return label{}, false
+	}
+	return l, slices.ContainsFunc(img.Attach(attached).Steps, func(s plan.Step) bool { return s.Layer == l.layer && s.Detach })
 }
 
 // otherName names the other side of c, seen from layer.
@@ -465,19 +504,46 @@ func (b *builder) attachedOf(img *plan.Image) map[string][]string {
 	return out
 }
 
-// attachLayer records that image's layer builds attached; false if it
-// already did.
-func (b *builder) attachLayer(image, layer string) bool {
+// setOnce records image's layer in m (b.attach, b.seeAll); false if it
+// was already there.
+func (b *builder) setOnce(m map[string]map[string]bool, image, layer string) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.attach[image] == nil {
-		b.attach[image] = map[string]bool{}
+	if m[image] == nil {
+		m[image] = map[string]bool{}
 	}
-	if b.attach[image][layer] {
+	if m[image][layer] {
 		return false
 	}
-	b.attach[image][layer] = true
+	m[image][layer] = true
 	return true
+}
+
+// attachAll attaches every layer of image; false if none was detached.
+func (b *builder) attachAll(image string) bool {
+	more := false
+	for _, s := range b.byName[image].Steps {
+		if s.Detach && b.setOnce(b.attach, image, s.Layer) {
+			more = true
+		}
+	}
+	return more
+}
+
+// unseen lists the detached layers before layer in image that it does not
+// depend on.
+func (b *builder) unseen(image, layer string) []string {
+	img := b.byName[image]
+	var out []string
+	for _, s := range img.Steps {
+		if s.Layer == layer {
+			break
+		}
+		if s.Detach && !slices.Contains(out, s.Layer) && !slices.Contains(img.AllDepends(layer), s.Layer) {
+			out = append(out, s.Layer)
+		}
+	}
+	return out
 }
 
 func (b *builder) warn(msg string) {
@@ -493,7 +559,7 @@ func (b *builder) runCheck(ctx context.Context, gc gateway.Client, ch Check, imp
 		return nil, err
 	}
 	b.record(def)
-	r, err := gc.Solve(ctx, gateway.SolveRequest{Definition: def.ToPB(), CacheImports: imports})
+	r, err := gc.Solve(ctx, gateway.SolveRequest{Definition: def.ToPB(), CacheImports: imports, Evaluate: true})
 	if err != nil {
 		return nil, err
 	}

@@ -70,6 +70,9 @@ type Options struct {
 	// Attach names layers whose steps stay in the chain although they could
 	// detach (a check found them conflicting): see plan.Image.Attach.
 	Attach map[string]bool
+	// SeeAll names detached layers that run on every group before them, not
+	// just their depends (a step of theirs failed without them).
+	SeeAll map[string]bool
 }
 
 // LocalName is the name of the BuildKit local source holding a layer's files.

@@ -29,39 +29,11 @@ import (
 // it and the merge.
 //
 // That equals the linear build when a group neither reads nor writes what
-// the steps it does not see wrote. Reads are what depends is for. Writes are
-// checked after the solve: a check step looks, in every group's diff, for
-// the files steps share (package databases, passwd, shell profiles, cargo's
-// install records); one written by a group and by a step that did not see
-// it is a conflict, and both layers build attached (Options.Attach).
+// the steps it does not see wrote. Reads are what depends is for (ov build
+// --verify finds missing ones). Writes are checked after the solve, over
+// every path: see check.
 
-// sharedFiles lists the files steps commonly rewrite whole, relative to /
-// (home-relative ones start with "~/").
-var sharedFiles = []string{
-	"/var/lib/dpkg/status",
-	"/var/lib/dpkg/available",
-	"/var/lib/rpm/rpmdb.sqlite",
-	"/var/lib/rpm/Packages",
-	"/usr/lib/sysimage/rpm/rpmdb.sqlite",
-	"/usr/lib/sysimage/rpm/Packages",
-	"/var/lib/apk/db/installed",
-	"/etc/passwd",
-	"/etc/group",
-	"/etc/shadow",
-	"/etc/gshadow",
-	"/etc/shells",
-	"/etc/ld.so.cache",
-	"/etc/environment",
-	"/etc/profile",
-	"~/.bashrc",
-	"~/.profile",
-	"~/.bash_profile",
-	"~/.npmrc",
-	"~/.cargo/.crates.toml",
-	"~/.cargo/.crates2.json",
-}
-
-// checkDir is where the check step mounts the diffs; checkOut holds its
+// checkDir is where the check step mounts its inputs; checkOut holds its
 // report: one line per conflict, "layer other-layer path" (other-layer "-"
 // for the attached chain).
 const (
@@ -73,9 +45,9 @@ const (
 
 // group is one run of detached steps.
 type group struct {
-	layer string
-	diff  bk.State
-	chain int // attached steps run before it
+	layer          string
+	fnd, top, diff bk.State // diff = Diff(fnd, top)
+	chain          int      // attached steps run before it
 }
 
 // detached compiles steps with detached groups, leaving the merged state in
@@ -112,7 +84,7 @@ func (c *compiler) detached(ctx context.Context, steps []plan.Step) (*bk.State, 
 		chain := c.main.st
 		inputs := []bk.State{chain}
 		for _, g := range groups {
-			if g.layer == s.Layer || slices.Contains(c.img.AllDepends(s.Layer), g.layer) {
+			if c.sees(s.Layer, g.layer) {
 				inputs = append(inputs, g.diff)
 			}
 		}
@@ -124,7 +96,7 @@ func (c *compiler) detached(ctx context.Context, steps []plan.Step) (*bk.State, 
 			}
 		}
 		flush()
-		g := group{layer: s.Layer, diff: bk.Diff(fnd, c.main.st, c.label(s.Layer, "diff").opt()), chain: len(marks) - 1}
+		g := group{layer: s.Layer, fnd: fnd, top: c.main.st, diff: bk.Diff(fnd, c.main.st, c.label(s.Layer, "diff").opt()), chain: len(marks) - 1}
 		groups = append(groups, g)
 		parts = append(parts, g.diff)
 		// Back on the chain, as the user the config says is current.
@@ -144,88 +116,154 @@ func (c *compiler) detached(ctx context.Context, steps []plan.Step) (*bk.State, 
 	return c.check(groups, marks, end), nil
 }
 
+// sees reports whether the groups of layer run on those of an earlier
+// layer: the same layer, one it depends on, or any for a SeeAll layer.
+func (c *compiler) sees(layer, earlier string) bool {
+	return layer == earlier || c.opt.SeeAll[layer] || slices.Contains(c.img.AllDepends(layer), earlier)
+}
+
 // detaches reports whether s runs detached in this compile.
 func (c *compiler) detaches(s plan.Step) bool {
 	return s.Detach && !c.opt.Linear
 }
 
-// check builds the step that reports conflicting writes of shared files.
-// It runs on the chain's start (it needs a shell) with every group's diff
-// mounted read-only, and the chain as it stood at each group's place and at
-// its end (snapshots that exist anyway: a diff of them would have to be
-// made); it writes its findings to CheckFile in its output. BuildKit caches
-// it with its inputs.
+// check builds the step that reports conflicting writes, over every path.
+//
+// What a group wrote is read from its diff (every entry: files, symlinks,
+// devices, directories with their mode and owner) and, for deletions a
+// mounted diff does not show, from its foundation and result: an entry of a
+// directory in the diff that the foundation has and the result lacks (or
+// has as another type) was deleted or replaced. A path is a conflict when
+//
+//   - two groups that do not see each other both have it, and either has it
+//     as a non-directory or deleted it, or as a directory they give a
+//     different mode or owner that either of them set (created or changed);
+//   - a group has it and the attached steps after the group (which did not
+//     see it) changed it: compared in the chain where the group ran and at
+//     its end, by type, mode, owner, size, mtime and inode (an untouched file
+//     is the same inode in both snapshots); for a directory the group set,
+//     only if its mode or owner at the end differ from the group's.
+//
+// The step runs on the chain's start (it needs a shell with find, stat,
+// sort, xargs, awk, sed and tr, which Debian, Fedora, Alpine and busybox
+// images have; without them it reports the one missing, see
+// CheckTools) with those snapshots mounted read-only: all of them exist
+// anyway, nothing is materialized for the check. It writes its findings to
+// CheckFile in its output; BuildKit caches it with its inputs, so it reruns
+// only when a group or the chain changed.
 func (c *compiler) check(groups []group, marks []bk.State, end bk.State) *bk.State {
-	home := c.img.User.Home
-	files := make([]string, 0, len(sharedFiles))
-	for _, f := range sharedFiles {
-		if rest, ok := strings.CutPrefix(f, "~/"); ok {
-			if home == "" || home == "/" {
-				continue
-			}
-			f = path.Join(home, rest)
-		}
-		files = append(files, f)
-	}
-
 	lbl := c.label("", "check detached layers")
 	opts := []bk.RunOption{lbl.opt(), bk.User("0:0")}
+	// mount mounts st once (BuildKit releases a ref mounted twice in one
+	// step twice; a group's foundation is often the chain itself) and
+	// returns where.
+	mounted := map[bk.Output]string{}
 	mount := func(name string, st bk.State) string {
+		if dir, ok := mounted[st.Output()]; ok && st.Output() != nil {
+			return dir
+		}
 		dir := path.Join(checkDir, name)
 		opts = append(opts, bk.AddMount(dir, st, bk.Readonly))
+		mounted[st.Output()] = dir
 		return dir
 	}
-	var script strings.Builder
-	// e: the path exists; sum: what a file holds ("-" when absent), to tell
-	// whether the attached steps after a group changed it.
-	script.WriteString(`e() { [ -e "$1" ] || [ -L "$1" ]; }; ` +
-		`sum() { if e "$1"; then cksum < "$1" 2>/dev/null || echo "?"; else echo -; fi; }; ` +
-		`: > ` + checkOut + CheckFile + "\n")
-	gdirs := make([]string, len(groups))
+	var script, pairs strings.Builder
+	script.WriteString(checkFuncs)
 	for i, g := range groups {
-		gdirs[i] = mount(fmt.Sprintf("g%d", i), g.diff)
-	}
-	chain := map[int]string{} // marks mounted, by index
-	endDir := ""
-	for i, g := range groups {
-		if n := len(marks) - 1; g.chain < n {
+		fmt.Fprintf(&script, "writes %d %s %s %s\n", i, mount(fmt.Sprintf("g%d", i), g.diff), mount(fmt.Sprintf("f%d", i), g.fnd), mount(fmt.Sprintf("t%d", i), g.top))
+		fmt.Fprintf(&pairs, "L[%d] = %q; ", i, g.layer)
+		if g.chain < len(marks)-1 {
 			// Attached steps ran after the group without seeing it.
-			if endDir == "" {
-				endDir = mount("end", end)
-			}
-			at, ok := chain[g.chain]
-			if !ok {
-				at = mount(fmt.Sprintf("c%d", g.chain), marks[g.chain])
-				chain[g.chain] = at
-			}
-			for _, f := range files {
-				fmt.Fprintf(&script, "if e %s && [ \"$(sum %s)\" != \"$(sum %s)\" ]; then echo %s >> %s; fi\n",
-					plan.Quote(gdirs[i]+f), plan.Quote(at+f), plan.Quote(endDir+f),
-					plan.Quote(g.layer+" "+chainLayer+" "+f), checkOut+CheckFile)
-			}
+			fmt.Fprintf(&script, "after %d %s %s %s\n", i, mount(fmt.Sprintf("c%d", g.chain), marks[g.chain]), mount("end", end), g.layer)
 		}
-		for k := i + 1; k < len(groups); k++ { // each unordered pair once
-			h := groups[k]
-			if h.layer == g.layer || slices.Contains(c.img.AllDepends(g.layer), h.layer) || slices.Contains(c.img.AllDepends(h.layer), g.layer) {
-				continue // the same layer, or one saw the other
+		for k := range i { // each unordered pair once
+			if c.sees(g.layer, groups[k].layer) {
+				continue
 			}
-			for _, f := range files {
-				fmt.Fprintf(&script, "if e %s && e %s; then echo %s >> %s; fi\n",
-					plan.Quote(gdirs[i]+f), plan.Quote(gdirs[k]+f),
-					plan.Quote(g.layer+" "+h.layer+" "+f), checkOut+CheckFile)
-			}
+			fmt.Fprintf(&pairs, "U[\"%d %d\"] = 1; ", k, i)
 		}
 	}
+	fmt.Fprintf(&script, "sort -t \"$T\" -k1,1 \"$W/r\" | awk -F \"$T\" %s >> \"$O\"\n",
+		plan.Quote("BEGIN { "+pairs.String()+"}\n"+checkPairs))
 	opts = append(opts, bk.Args([]string{"/bin/sh", "-c", script.String()}))
 	run := marks[0].Run(opts...)
 	out := run.AddMount(checkOut, bk.Scratch())
 	return &out
 }
 
-// Conflict is a shared file written by a detached layer and by a step that
-// did not see it.
+// checkFuncs starts the check script (see check).
+//
+// writes I DIFF FOUNDATION RESULT lists what group I wrote in $W: dI "mode:uid:gid path" per
+// directory, nI the other entries, xI what it deleted or replaced with
+// another type; and appends them to $W/r as "path TAB I TAB kind TAB meta",
+// kind d (a directory as it was), D (a directory it created or changed), f
+// (anything else).
+//
+// after I CHAIN END LAYER reports the first path group I wrote (a
+// non-directory, a deletion, a directory it set) that the attached steps
+// between CHAIN and END changed.
+const checkFuncs = `export LC_ALL=C
+W=` + checkDir + `-w O=` + checkOut + CheckFile + ` T="$(printf '\t')"
+mkdir -p "$W" && : > "$O" && : > "$W/r" || exit 1
+for t in find stat sort xargs awk sed tr; do
+	command -v $t > /dev/null || { echo "! $t" > "$O"; exit 0; }
+done
+minus() { awk 'FILENAME == ARGV[1] { b[$0] = 1; next } !($0 in b)' "$2" "$1"; }
+KIDS='find "$@" -mindepth 1 -maxdepth 1 -type d -exec printf "d %s\n" {} + -o -exec printf "f %s\n" {} +'
+kids() { (cd "$1" && tr '\n' '\0' < "$2" | xargs -0 sh -c "$KIDS" sh 2>/dev/null); }
+meta() { (cd "$1" && tr '\n' '\0' < "$2" | xargs -0 stat -c '%a:%u:%g %n' 2>/dev/null); }
+writes() {
+	(cd "$2" && find . -mindepth 1 -type d -exec stat -c '%a:%u:%g %n' {} + > "$W/d$1" &&
+		find . -mindepth 1 ! -type d > "$W/n$1") || exit 1
+	{ echo .; sed 's/^[^ ]* //' "$W/d$1"; } > "$W/dirs"
+	# xargs fails on paths the foundation lacks: not an error here.
+	meta "$3" "$W/dirs" > "$W/m"; minus "$W/d$1" "$W/m" > "$W/set"
+	kids "$3" "$W/dirs" > "$W/a"; kids "$4" "$W/dirs" > "$W/b"
+	minus "$W/a" "$W/b" | sed 's/^. //' > "$W/x$1"
+	awk -v i="$1" -v OFS="$T" 'FILENAME == ARGV[1] { set[$0] = 1; next }
+		{ m = $1; k = ($0 in set) ? "D" : "d"; sub(/^[^ ]* /, ""); print $0, i, k, m }' "$W/set" "$W/d$1" >> "$W/r"
+	awk -v i="$1" -v OFS="$T" '{ print $0, i, "f", "-" }' "$W/n$1" "$W/x$1" >> "$W/r"
+}
+stats() { (cd "$1" && tr '\n' '\0' < "$W/p" | xargs -0 stat -c "%n$T%a:%u:%g$T%F %s %Y %i" 2>/dev/null) | sed "s/^/$2$T/"; }
+after() {
+	{ sed 's/^[^ ]* //' "$W/set"; cat "$W/n$1" "$W/x$1"; } > "$W/p"
+	{ stats "$2" c; stats "$3" e; sed "s/^/s$T/" "$W/set"; } | awk -F "$T" -v l="$4" '
+		$1 == "c" { S[$2] = $3 " " $4; P[$2] = 1; next }
+		$1 == "e" { E[$2] = $3 " " $4; M[$2] = $3; P[$2] = 1; next }
+		{ m = $2; sub(/ .*/, "", m); p = $2; sub(/^[^ ]* /, "", p); D[p] = m }
+		END {
+			for (p in P) if (S[p] != E[p] && !((p in D) && (p in M) && M[p] == D[p]) && (best == "" || p < best)) best = p
+			if (best != "") print l, "-", substr(best, 2)
+		}' >> "$O"
+}
+`
+
+// checkPairs reports, from the sorted records of writes, the first path
+// per pair of layers that do not see each other (U, by group index) where
+// they conflict.
+const checkPairs = `$1 != p { p = $1; n = 0 }
+{
+	for (k = 0; k < n; k++) {
+		a = G[k]; b = $2 + 0
+		key = a < b ? a " " b : b " " a
+		if (!(key in U) || (K[k] != "f" && $3 != "f" && (K[k] == "d" && $3 == "d" || M[k] == $4))) continue
+		if (!(key in seen)) { seen[key] = 1; print L[a < b ? a : b], L[a < b ? b : a], substr(p, 2) }
+	}
+	G[n] = $2 + 0; K[n] = $3; M[n] = $4; n++
+}`
+
+// Conflict is a path written by a detached layer and by a step that did not
+// see it.
 type Conflict struct {
 	Layer, Other, File string // Other is "" for the attached chain
+}
+
+// CheckTools is the check's report on an image that lacks a tool it
+// needs: its layers cannot be checked, so they build attached.
+type CheckTools struct{ Missing string }
+
+func (e *CheckTools) Error() string {
+	return "the detached-layer check needs " + e.Missing + " in the image"
 }
 
 // ParseConflicts reads the check step's report.
@@ -234,6 +272,9 @@ func ParseConflicts(data []byte) ([]Conflict, error) {
 	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
 		if line == "" {
 			continue
+		}
+		if tool, ok := strings.CutPrefix(line, "! "); ok {
+			return nil, &CheckTools{Missing: tool}
 		}
 		f := strings.SplitN(line, " ", 3)
 		if len(f) != 3 {

@@ -1,23 +1,17 @@
 package llb
 
 import (
-	"archive/tar"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
-	"io"
 	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
-
-	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
 
 	"github.com/overthink/ov/baseuser"
 	"github.com/overthink/ov/generate"
@@ -25,78 +19,6 @@ import (
 	"github.com/overthink/ov/plan"
 	"github.com/overthink/ov/spec"
 )
-
-// volatile are paths whose content legitimately differs between any two
-// builds of the same step (timestamps, run logs); their type, mode and owner
-// are still compared. Everything else must be byte-identical.
-var volatile = regexp.MustCompile(`^(` + strings.Join([]string{
-	`/var/log/.*`,                   // apt/dpkg logs carry timestamps
-	`/var/cache/debconf/.*-old`,     // debconf's previous state, written with timestamps
-	`/var/cache/ldconfig/aux-cache`, // ldconfig's cache of file stamps
-	`/var/lib/dpkg/status-old`,      // dpkg's backup of the previous status
-	`/home/[^/]+/\.npm/_logs/.*`,    // npm debug logs, named by time
-	`/home/[^/]+/\.npm/_update-notifier-last-checked`,
-	`/root/\.npm/_logs/.*`,
-}, "|") + `)$`)
-
-// fsEntry is what equivalence compares of one path.
-type fsEntry struct {
-	Type     byte
-	Mode     int64
-	UID, GID int
-	Link     string
-	SHA256   string
-}
-
-func digestFS(t *testing.T, img v1.Image) map[string]fsEntry {
-	t.Helper()
-	rc := mutate.Extract(img)
-	defer rc.Close()
-	out := map[string]fsEntry{}
-	tr := tar.NewReader(rc)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return out
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		e := fsEntry{Type: h.Typeflag, Mode: h.Mode & 0o7777, UID: h.Uid, GID: h.Gid, Link: h.Linkname}
-		if h.Typeflag == tar.TypeReg {
-			s := sha256.New()
-			if _, err := io.Copy(s, tr); err != nil {
-				t.Fatal(err)
-			}
-			e.SHA256 = hex.EncodeToString(s.Sum(nil))
-		}
-		out[filepath.Clean("/"+h.Name)] = e
-	}
-}
-
-// diffFS lists the differences between two flattened filesystems.
-func diffFS(a, b map[string]fsEntry) []string {
-	var out []string
-	for _, p := range slices.Sorted(maps.Keys(a)) {
-		ea, eb := a[p], b[p]
-		if _, ok := b[p]; !ok {
-			out = append(out, "only in bake: "+p)
-			continue
-		}
-		if volatile.MatchString(p) {
-			ea.SHA256, eb.SHA256 = "", ""
-		}
-		if ea != eb {
-			out = append(out, fmt.Sprintf("%s: bake %+v, ov %+v", p, ea, eb))
-		}
-	}
-	for _, p := range slices.Sorted(maps.Keys(b)) {
-		if _, ok := a[p]; !ok {
-			out = append(out, "only in ov build: "+p)
-		}
-	}
-	return out
-}
 
 // copyDir copies a project tree (regular files and directories).
 func copyDir(t *testing.T, src, dst string) {
@@ -122,8 +44,9 @@ func copyDir(t *testing.T, src, dst string) {
 }
 
 // TestEquivalentToBake builds every image of the e2e family with `docker
-// buildx bake` from the generated files and with ov build, on the same
-// buildkitd, and compares root filesystems and configs.
+// buildx bake` from the generated files and with ov build (detached layers,
+// the default), on the same buildkitd, and compares root filesystems and
+// configs.
 func TestEquivalentToBake(t *testing.T) {
 	env := testenv.Get(t)
 	ctx := context.Background()
@@ -156,6 +79,8 @@ func TestEquivalentToBake(t *testing.T) {
 		bake.Set = append(bake.Set, pl.Name+".output=type=oci,tar=false,dest="+filepath.Join(out, "bake", pl.Name))
 	}
 	// Cold (the same apt/npm/cargo cache mounts serve both), then warm.
+	var notices []string
+	var mu sync.Mutex
 	for _, run := range []string{"cold", "warm"} {
 		start := time.Now()
 		if log, err := env.Bake(ctx, bake); err != nil {
@@ -163,10 +88,32 @@ func TestEquivalentToBake(t *testing.T) {
 		}
 		bakeTime := time.Since(start)
 		start = time.Now()
-		if _, err := Build(ctx, env.Client(t), BuildOptions{Family: plans, Exporter: OCILayout(filepath.Join(out, "ov"))}); err != nil {
+		notices = nil
+		if _, err := Build(ctx, env.Client(t), BuildOptions{Family: plans, Exporter: OCILayout(filepath.Join(out, "ov")),
+			Warn: func(s string) { mu.Lock(); notices = append(notices, s); mu.Unlock() }}); err != nil {
 			t.Fatalf("ov build: %v", err)
 		}
 		t.Logf("%s: bake %s, ov build %s", run, bakeTime.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+	}
+	// The family's unordered layers writing the same paths are found, each
+	// notice naming both layers and the path (rmfile, which deletes what
+	// mkfile created, fails detached and names the layers it may need).
+	all := strings.Join(notices, "\n")
+	for _, want := range []string{
+		`layer "git-user" builds attached: /home/user/.gitconfig is also written by layer "git-core"`,
+		`layer "git-core" builds attached: /home/user/.gitconfig is also written by layer "git-user"`,
+		`layer "bashrc-a" builds attached: /etc/bash.bashrc is also written by layer "bashrc-b"`,
+		`layer "bashrc-b" builds attached: /etc/bash.bashrc is also written by layer "bashrc-a"`,
+		`layer "mklink" builds attached: /opt/e2e-link/tool is also written by layer "unlink"`,
+		`layer "unlink" builds attached: /opt/e2e-link/tool is also written by layer "mklink"`,
+		`layer "rmfile" builds on every layer before it: step "root.yml" failed`,
+	} {
+		if !strings.Contains(all, want) {
+			t.Errorf("no notice %q in:\n%s", want, all)
+		}
+	}
+	if !regexp.MustCompile(`"rmfile" .*one of [a-z, -]*\bmkfile\b`).MatchString(all) {
+		t.Errorf("the rmfile notice does not name mkfile:\n%s", all)
 	}
 
 	for _, pl := range plans {
@@ -191,7 +138,18 @@ func TestEquivalentToBake(t *testing.T) {
 				if !slices.Equal(bc.Cmd, oc.Cmd) || !slices.Equal(bc.Entrypoint, oc.Entrypoint) {
 					t.Errorf("%s Cmd/Entrypoint: bake %q %q, ov %q %q", platform, bc.Cmd, bc.Entrypoint, oc.Cmd, oc.Entrypoint)
 				}
-				diffs := diffFS(digestFS(t, bi), digestFS(t, oi))
+				bfs, err := Flatten(bi)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ofs, err := Flatten(oi)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var diffs []string
+				for _, p := range DiffFiles(bfs, ofs) {
+					diffs = append(diffs, fmt.Sprintf("%s: bake %s, ov %s", p, whatIs(bfs, p), whatIs(ofs, p)))
+				}
 				if len(diffs) > 0 {
 					t.Errorf("%s: %d filesystem differences:\n%s", platform, len(diffs), strings.Join(diffs[:min(len(diffs), 60)], "\n"))
 				}

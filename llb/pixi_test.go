@@ -182,7 +182,7 @@ func TestPixiStageWithFakePixiImage(t *testing.T) {
 				}
 				for _, dep := range want.deps {
 					bin := path.Join(envDir, "bin", dep)
-					wantBin := fsEntry{Type: tar.TypeReg, Mode: 0o755, UID: u.UID, GID: u.GID,
+					wantBin := FileInfo{Type: tar.TypeReg, Mode: 0o755, UID: u.UID, GID: u.GID,
 						SHA256: sha256hex("#!/bin/sh\necho \"" + dep + " from fake pixi\"\n")}
 					if got := fs[bin]; got != wantBin {
 						t.Errorf("%s %s = %+v, want %+v", platform, bin, got, wantBin)
@@ -219,7 +219,7 @@ func TestPixiStageWithFakePixiImage(t *testing.T) {
 				if h := data[path.Join(envDir, "conda-meta/history")]; !strings.Contains(h, "# platform: "+arch+"\n") {
 					t.Errorf("%s: history does not say the stage ran on %s:\n%s", platform, arch, h)
 				}
-				wantPixi := fsEntry{Type: tar.TypeReg, Mode: 0o755, SHA256: sha256hex(testenv.FakePixiScript)}
+				wantPixi := FileInfo{Type: tar.TypeReg, Mode: 0o755, SHA256: sha256hex(testenv.FakePixiScript)}
 				if got := fs[plan.PixiBinary]; got != wantPixi {
 					t.Errorf("%s %s = %+v, want the fake pixi script, root 0755", platform, plan.PixiBinary, got)
 				}
@@ -236,7 +236,7 @@ func TestPixiStageWithFakePixiImage(t *testing.T) {
 					continue
 				}
 				bakeFS, _ := scanFS(t, bi, "")
-				if diffs := diffFS(bakeFS, fs); len(diffs) > 0 {
+				if diffs := DiffFiles(bakeFS, fs); len(diffs) > 0 {
 					t.Errorf("%s: bake and ov build differ in %d paths:\n%s", platform, len(diffs), strings.Join(diffs[:min(len(diffs), 40)], "\n"))
 				}
 			}
@@ -244,13 +244,13 @@ func TestPixiStageWithFakePixiImage(t *testing.T) {
 	}
 }
 
-// scanFS is digestFS plus the content of the regular files under keep (no
+// scanFS is Flatten plus the content of the regular files under keep (no
 // file when keep is empty), in one pass over the image.
-func scanFS(t *testing.T, img v1.Image, keep string) (map[string]fsEntry, map[string]string) {
+func scanFS(t *testing.T, img v1.Image, keep string) (map[string]FileInfo, map[string]string) {
 	t.Helper()
 	rc := mutate.Extract(img)
 	defer rc.Close()
-	fs, data := map[string]fsEntry{}, map[string]string{}
+	fs, data := map[string]FileInfo{}, map[string]string{}
 	tr := tar.NewReader(rc)
 	for {
 		h, err := tr.Next()
@@ -261,7 +261,7 @@ func scanFS(t *testing.T, img v1.Image, keep string) (map[string]fsEntry, map[st
 			t.Fatal(err)
 		}
 		p := filepath.Clean("/" + h.Name)
-		e := fsEntry{Type: h.Typeflag, Mode: h.Mode & 0o7777, UID: h.Uid, GID: h.Gid, Link: h.Linkname}
+		e := FileInfo{Type: h.Typeflag, Mode: h.Mode & 0o7777, UID: h.Uid, GID: h.Gid, Link: h.Linkname}
 		if h.Typeflag == tar.TypeReg {
 			sum, body := sha256.New(), &strings.Builder{}
 			w := io.Writer(sum)

@@ -45,6 +45,7 @@ type BuildCmd struct {
 	OfflineUser bool              `name:"offline-user" help:"Do not read base images' /etc/passwd: use the configured user, uid and gid with home /home/<user> (also OV_OFFLINE=1)."`
 	NoDetach    bool              `name:"no-detach" help:"Build each image as one chain of steps, as its Containerfile does: an edit in a layer then reruns every layer after it. By default a layer's own-file steps (root.yml, package.json, Cargo.toml, user.yml) run on just what they need and are merged back, so an edit reruns only that layer and the layers depending on it."`
 	Explain     bool              `help:"Before building, print per image and layer whether the builder reuses it or rebuilds it, and why (compared with the last build recorded in .build/state/). Reuse means the build cache still has it; buildkitd may have pruned it since."`
+	Verify      bool              `help:"Build each image both detached (the default) and as one chain (as its Containerfile does), on the same builder, and compare them: for every path that differs, print the layers that wrote it and the depends line that would fix it; exit 1 on a difference. Writes no image. Run it after adding or changing layers, and in CI."`
 }
 
 func (c *BuildCmd) Help() string {
@@ -66,11 +67,13 @@ Unlike a Containerfile, an edit to one layer does not rebuild every layer
 after it: a layer's own-file steps (root.yml, package.json, Cargo.toml,
 user.yml) run on the image's package installs before them plus the layers
 they depend on (depends in layer.yml), and their changes are merged back in
-place. Steps that rewrite a shared file another step also writes (package
-databases, /etc/passwd, shell profiles, cargo's install records) are found
-by a check after the solve and built in the chain instead, with a notice.
-A layer whose steps read files of a layer they do not depend on should
-declare the dependency; --no-detach builds everything as one chain.
+place. A check after the solve compares every path the layers wrote: two
+layers that do not depend on each other writing or deleting the same path
+(or a layer's path changed by a step after it) build in the chain instead,
+with a notice; a layer whose step fails on its depends alone reruns on
+every layer before it. A layer that reads files of a layer it does not
+depend on must declare the dependency: --verify finds the ones missing.
+--no-detach builds everything as one chain.
 
 Each successful build is recorded in .build/state/<image>.json: --explain
 compares the current inputs with it and names, per layer, the first input
@@ -104,6 +107,9 @@ func (c *BuildCmd) Run(g *Globals) error {
 		}
 	}
 	if err := c.MergeFlags.check(); err != nil {
+		return err
+	}
+	if err := c.checkVerify(); err != nil {
 		return err
 	}
 	for _, e := range append(slices.Clone(c.CacheFrom), c.CacheTo...) {
@@ -168,6 +174,11 @@ func (c *BuildCmd) Run(g *Globals) error {
 		return err
 	}
 	defer bc.Close()
+	if c.Verify {
+		return c.verify(ctx, g, bc, filepath.Join(p.Dir, ".build"), llb.BuildOptions{
+			Family: plans, Targets: targets, Platforms: narrow, CacheImports: imports, CacheExports: exports,
+		})
+	}
 	record, err := c.record(ctx, g, p, plans, narrow, addr)
 	if err != nil {
 		return err
