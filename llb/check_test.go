@@ -1,6 +1,7 @@
 package llb
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -188,4 +189,48 @@ func mapDiff(m, base map[string]string) map[string]string {
 		}
 	}
 	return out
+}
+
+// TestParseConflicts: the report's lines, and the line an image without a
+// tool the check needs gives.
+func TestParseConflicts(t *testing.T) {
+	got, err := ParseConflicts([]byte("a b /etc/x y\nc - /etc/profile\n"))
+	if want := []Conflict{{"a", "b", "/etc/x y"}, {"c", "", "/etc/profile"}}; err != nil || !slices.Equal(got, want) {
+		t.Errorf("got %+v, %v; want %+v", got, err, want)
+	}
+	var tools *CheckTools
+	if _, err := ParseConflicts([]byte("! awk\n")); !errors.As(err, &tools) || tools.Missing != "awk" {
+		t.Errorf("missing tool: %v", err)
+	}
+	if _, err := ParseConflicts([]byte("a b\n")); err == nil {
+		t.Error("a malformed line parsed")
+	}
+}
+
+// TestFix: the depends line verify suggests names the earlier writers the
+// last one does not see, else the one layer it can have read; none when
+// the last writer is not a layer or every earlier layer is seen.
+func TestFix(t *testing.T) {
+	img := &plan.Image{
+		Steps: []plan.Step{
+			{Layer: "a", Detach: true}, {Layer: "pkg"}, {Layer: "b", Detach: true}, {Layer: "c", Detach: true}, {Layer: "d", Detach: true},
+		},
+		Depends: map[string][]string{"c": {"b"}},
+	}
+	for _, tt := range []struct {
+		writers []string
+		want    Fix
+	}{
+		{[]string{"a", "pkg", "d"}, Fix{Layer: "d", Add: []string{"a"}, Depends: []string{"a"}}},
+		{[]string{"b", "c"}, Fix{Layer: "c", Add: []string{"a"}, Depends: []string{"b", "a"}}}, // c sees b: it read a
+		{[]string{"c"}, Fix{Layer: "c", Add: []string{"a"}, Depends: []string{"b", "a"}}},      // c can have read only a
+		{[]string{"d"}, Fix{Layer: "d", Candidates: []string{"a", "b", "c"}}},
+		{[]string{"a", ""}, Fix{}},
+		{[]string{"pkg"}, Fix{Layer: "pkg", Add: []string{"a"}, Depends: []string{"a"}}}, // attached: sees no detached layer
+	} {
+		got := fix(img, tt.writers)
+		if got.Layer != tt.want.Layer || !slices.Equal(got.Add, tt.want.Add) || !slices.Equal(got.Depends, tt.want.Depends) || !slices.Equal(got.Candidates, tt.want.Candidates) {
+			t.Errorf("fix(%q) = %+v, want %+v", tt.writers, got, tt.want)
+		}
+	}
 }

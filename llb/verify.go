@@ -421,7 +421,7 @@ func fix(img *plan.Image, writers []string) Fix {
 	}
 	// Detached, last sees only the chain and its depends; attached, only
 	// the chain.
-	unseen := func(l string) bool { return detached[l] && !sees[l] && slices.Contains(before, l) }
+	unseen := func(l string) bool { return detached[l] && !sees[l] }
 	f := Fix{Layer: last}
 	for _, w := range writers[:len(writers)-1] {
 		if unseen(w) && !slices.Contains(f.Add, w) {
