@@ -63,7 +63,7 @@ func TestVerifyReportsMissingDepends(t *testing.T) {
 		"images.yml": "defaults:\n  registry: ov.test\n  platforms: [linux/amd64]\n  pkg: rpm\n" +
 			"images:\n  reads:\n    base: \"busybox:latest\"\n    layers: [writer, reader]\n",
 		"layers/writer/root.yml": "version: '3'\ntasks:\n  install:\n    cmds:\n      - mkdir -p /opt/w\n      - echo written > /opt/w/data.txt\n",
-		"layers/reader/root.yml": "version: '3'\ntasks:\n  install:\n    cmds:\n      - cat /opt/w/data.txt > /opt/read.txt 2>/dev/null || echo none > /opt/read.txt\n",
+		"layers/reader/root.yml": "version: '3'\ntasks:\n  install:\n    cmds:\n      - mkdir -p /opt\n      - cat /opt/w/data.txt > /opt/read.txt 2>/dev/null || echo none > /opt/read.txt\n",
 	}
 	for name, data := range files {
 		if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, name)), 0o755); err != nil {
