@@ -206,15 +206,20 @@ func Verify(ctx context.Context, c *client.Client, opt BuildOptions, dir string)
 		o.Linear = linear
 		o.Exporter = OCILayoutAt(func(img *plan.Image) string { return filepath.Join(dir, mode(linear), img.Name) })
 		o.Status = nil
+		forwarded := make(chan struct{})
 		if status != nil {
 			o.Status = make(chan *client.SolveStatus)
 			go func(ch chan *client.SolveStatus) {
+				defer close(forwarded)
 				for s := range ch {
 					status <- s
 				}
 			}(o.Status)
+		} else {
+			close(forwarded)
 		}
 		res, err := Build(ctx, c, o)
+		<-forwarded // Build closed o.Status
 		if err != nil {
 			return nil, fmt.Errorf("verify (%s build): %w", mode(linear), err)
 		}

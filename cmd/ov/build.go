@@ -184,20 +184,10 @@ func (c *BuildCmd) Run(g *Globals) error {
 		return err
 	}
 
-	display, err := progressui.NewDisplay(g.Stderr, progressui.DisplayMode(c.Progress))
+	prog, err := c.startProgress(ctx, g)
 	if err != nil {
-		return userErrorf("--progress: %v", err)
+		return err
 	}
-	status := make(chan *client.SolveStatus)
-	shown := make(chan struct{})
-	go func() {
-		defer close(shown)
-		// The display drains the channel to its end even after Ctrl-C.
-		display.UpdateFrom(context.WithoutCancel(ctx), status)
-	}()
-	// Notices wait for the progress display to finish drawing.
-	var warnMu sync.Mutex
-	var warnings []string
 	results, err := llb.Build(ctx, bc, llb.BuildOptions{
 		Family:         plans,
 		Targets:        targets,
@@ -205,19 +195,12 @@ func (c *BuildCmd) Run(g *Globals) error {
 		Exporter:       c.exporter(exps),
 		CacheImports:   imports,
 		CacheExports:   exports,
-		Status:         status,
+		Status:         prog.status,
 		WaitForParents: c.Push,
 		Linear:         c.NoDetach,
-		Warn: func(s string) {
-			warnMu.Lock()
-			warnings = append(warnings, s)
-			warnMu.Unlock()
-		},
+		Warn:           prog.warn,
 	})
-	<-shown
-	for _, w := range warnings {
-		fmt.Fprintln(g.Stderr, "ov: "+w)
-	}
+	prog.done(g.Stderr)
 	record.write(g.Stderr, results)
 	for _, r := range results {
 		descs := make([]string, len(outs))
@@ -252,6 +235,44 @@ func (c *BuildCmd) checkOutputDirs(p *spec.Project, targets []string) error {
 		}
 	}
 	return nil
+}
+
+// progress is a build's progress display, and the notices that wait for
+// it to finish drawing.
+type progress struct {
+	status   chan *client.SolveStatus
+	shown    chan struct{}
+	mu       sync.Mutex
+	warnings []string
+}
+
+func (c *BuildCmd) startProgress(ctx context.Context, g *Globals) (*progress, error) {
+	display, err := progressui.NewDisplay(g.Stderr, progressui.DisplayMode(c.Progress))
+	if err != nil {
+		return nil, userErrorf("--progress: %v", err)
+	}
+	p := &progress{status: make(chan *client.SolveStatus), shown: make(chan struct{})}
+	go func() {
+		defer close(p.shown)
+		// The display drains the channel to its end even after Ctrl-C.
+		display.UpdateFrom(context.WithoutCancel(ctx), p.status)
+	}()
+	return p, nil
+}
+
+func (p *progress) warn(s string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.warnings = append(p.warnings, s)
+}
+
+// done waits for the display (the build closes status) and prints the
+// notices.
+func (p *progress) done(w io.Writer) {
+	<-p.shown
+	for _, s := range p.warnings {
+		fmt.Fprintln(w, "ov: "+s)
+	}
 }
 
 // platforms parses --platform; --load without it means the host's.

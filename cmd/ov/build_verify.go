@@ -6,10 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 
 	"github.com/moby/buildkit/client"
-	"github.com/moby/buildkit/util/progress/progressui"
 
 	"github.com/overthink/ov/llb"
 	"github.com/overthink/ov/plan"
@@ -45,25 +43,13 @@ func (c *BuildCmd) verify(ctx context.Context, g *Globals, bc *client.Client, di
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	display, err := progressui.NewDisplay(g.Stderr, progressui.DisplayMode(c.Progress))
+	prog, err := c.startProgress(ctx, g)
 	if err != nil {
-		return userErrorf("--progress: %v", err)
+		return err
 	}
-	status := make(chan *client.SolveStatus)
-	shown := make(chan struct{})
-	go func() {
-		defer close(shown)
-		display.UpdateFrom(context.WithoutCancel(ctx), status)
-	}()
-	var mu sync.Mutex
-	var warnings []string
-	opt.Status = status
-	opt.Warn = func(s string) { mu.Lock(); warnings = append(warnings, s); mu.Unlock() }
+	opt.Status, opt.Warn = prog.status, prog.warn
 	diffs, err := llb.Verify(ctx, bc, opt, tmp)
-	<-shown
-	for _, w := range warnings {
-		fmt.Fprintln(g.Stderr, "ov: "+w)
-	}
+	prog.done(g.Stderr)
 	if err != nil {
 		if ctx.Err() != nil {
 			return exitStatus(130)
