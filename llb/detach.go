@@ -30,7 +30,9 @@ import (
 //
 // That equals the linear build when a group neither reads nor writes what
 // the steps it does not see wrote. Reads are what depends is for (ov build
-// --verify finds missing ones). Writes are checked after the solve, over
+// --verify finds missing ones); a layer whose step fails on its foundation
+// (deleting or reading a file it does not see) runs on every group before
+// it instead (Options.SeeAll). Writes are checked after the solve, over
 // every path: see check.
 
 // checkDir is where the check step mounts its inputs; checkOut holds its
