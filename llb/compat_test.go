@@ -99,15 +99,15 @@ func TestCompatBusyboxImages(t *testing.T) {
 
 	want := map[string]struct {
 		user, workdir string
-		files         map[string]fsEntry // type, uid, gid and content checked
+		files         map[string]FileInfo // type, uid, gid and content checked
 	}{
-		"bootc-link": {"1000", "/home/user", map[string]fsEntry{
+		"bootc-link": {"1000", "/home/user", map[string]FileInfo{
 			"/usr/local":             {Type: '2', Link: "../var/usrlocal"},
 			"/var/usrlocal/bin/task": {Type: '0'},
 			"/marker.txt":            {Type: '0', SHA256: sha256hex("marker\n")},
 			"/home/user/who.txt":     {Type: '0', UID: 1000, GID: 1000, SHA256: sha256hex("1000\n")},
 		}},
-		"bb-runner": {"0", "/root", map[string]fsEntry{
+		"bb-runner": {"0", "/root", map[string]FileInfo{
 			"/root/runner/installed.txt": {Type: '0', SHA256: sha256hex("0 /root\n")},
 			"/home/user/who.txt":         {Type: '0', UID: 1000, GID: 1000, SHA256: sha256hex("1000\n")},
 		}},
@@ -129,7 +129,7 @@ func TestCompatBusyboxImages(t *testing.T) {
 			}
 			for name, img := range map[string]struct {
 				img v1.Image
-				fs  map[string]fsEntry
+				fs  map[string]FileInfo
 			}{"ov": {oi, ofs}, "bake": {bi, bfs}} {
 				if c := configOf(t, img.img).Config; c.User != w.user || c.WorkingDir != w.workdir {
 					t.Errorf("%s: User %q WorkingDir %q, want %q %q", name, c.User, c.WorkingDir, w.user, w.workdir)

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/moby/buildkit/client"
 	digest "github.com/opencontainers/go-digest"
 
@@ -22,6 +23,25 @@ import (
 	"github.com/overthink/ov/plan"
 	"github.com/overthink/ov/spec"
 )
+
+// digestFS is Flatten in a test.
+func digestFS(t *testing.T, img v1.Image) map[string]FileInfo {
+	t.Helper()
+	fs, err := Flatten(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fs
+}
+
+// diffFS lists the differences between bake's and ov's filesystems.
+func diffFS(bake, ov map[string]FileInfo) []string {
+	var out []string
+	for _, p := range DiffFiles(bake, ov) {
+		out = append(out, fmt.Sprintf("%s: bake %s, ov %s", p, whatIs(bake, p), whatIs(ov, p)))
+	}
+	return out
+}
 
 // copyDir copies a project tree (regular files and directories).
 func copyDir(t *testing.T, src, dst string) {
@@ -152,18 +172,7 @@ func TestEquivalentToBake(t *testing.T) {
 				if !slices.Equal(bc.Cmd, oc.Cmd) || !slices.Equal(bc.Entrypoint, oc.Entrypoint) {
 					t.Errorf("%s Cmd/Entrypoint: bake %q %q, ov %q %q", platform, bc.Cmd, bc.Entrypoint, oc.Cmd, oc.Entrypoint)
 				}
-				bfs, err := Flatten(bi)
-				if err != nil {
-					t.Fatal(err)
-				}
-				ofs, err := Flatten(oi)
-				if err != nil {
-					t.Fatal(err)
-				}
-				var diffs []string
-				for _, p := range DiffFiles(bfs, ofs) {
-					diffs = append(diffs, fmt.Sprintf("%s: bake %s, ov %s", p, whatIs(bfs, p), whatIs(ofs, p)))
-				}
+				diffs := diffFS(digestFS(t, bi), digestFS(t, oi))
 				if len(diffs) > 0 {
 					t.Errorf("%s: %d filesystem differences:\n%s", platform, len(diffs), strings.Join(diffs[:min(len(diffs), 60)], "\n"))
 				}
