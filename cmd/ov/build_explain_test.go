@@ -1,14 +1,11 @@
 package main
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
-
-	"github.com/overthink/ov/internal/testenv"
 )
 
 // explainProject is a busybox image with two independent file layers and a
@@ -83,19 +80,11 @@ func stepRuns(progress string) map[string]bool {
 // editing one layer's file in between, and checks what --explain says
 // against what BuildKit then reuses.
 func TestBuildExplain(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), testenv.StartTimeout)
-	env, err := testenv.Start(ctx)
-	cancel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { env.Close() })
-	t.Setenv("OV_REGISTRY_MIRRORS", "docker.io="+env.Registry)
+	envFlags := buildEnv(t)
 	dir := explainProject(t)
 	build := func(t *testing.T) (stdout, stderr string) {
 		t.Helper()
-		stdout, stderr, code := ov(t, "-C", dir, "build", "--explain", "--builder", env.BuildkitAddr, "--progress", "plain",
-			"--task-url", env.TaskBaseURL, "--task-sha256", "amd64="+env.TaskSHA256["amd64"]+",arm64="+env.TaskSHA256["arm64"], "bb-child")
+		stdout, stderr, code := ov(t, append([]string{"-C", dir, "build", "--explain", "--progress", "plain", "bb-child"}, envFlags...)...)
 		if code != 0 {
 			t.Fatalf("exit %d, stdout:\n%s\nstderr:\n%s", code, stdout, stderr)
 		}
@@ -186,14 +175,7 @@ func TestBuildExplain(t *testing.T) {
 // attached by the build's check, with a notice; the record says so, and
 // the next --explain expects them attached and reuses them.
 func TestBuildExplainAttached(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), testenv.StartTimeout)
-	env, err := testenv.Start(ctx)
-	cancel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { env.Close() })
-	t.Setenv("OV_REGISTRY_MIRRORS", "docker.io="+env.Registry)
+	envFlags := buildEnv(t)
 	dir := t.TempDir()
 	appendShell := func(s string) string {
 		return "version: '3'\ntasks:\n  install:\n    cmds:\n      - echo /bin/" + s + " >> /etc/shells\n"
@@ -213,8 +195,7 @@ func TestBuildExplainAttached(t *testing.T) {
 	}
 	build := func() (string, string) {
 		t.Helper()
-		stdout, stderr, code := ov(t, "-C", dir, "build", "--explain", "--builder", env.BuildkitAddr, "--progress", "plain",
-			"--task-url", env.TaskBaseURL, "--task-sha256", "amd64="+env.TaskSHA256["amd64"]+",arm64="+env.TaskSHA256["arm64"])
+		stdout, stderr, code := ov(t, append([]string{"-C", dir, "build", "--explain", "--progress", "plain"}, envFlags...)...)
 		if code != 0 {
 			t.Fatalf("exit %d, stdout:\n%s\nstderr:\n%s", code, stdout, stderr)
 		}

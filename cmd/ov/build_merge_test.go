@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -110,17 +109,9 @@ func TestBuildMergeFlags(t *testing.T) {
 // TestBuildMergeCommand builds the image with a merge block with and
 // without merging against a real buildkitd.
 func TestBuildMergeCommand(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), testenv.StartTimeout)
-	env, err := testenv.Start(ctx)
-	cancel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { env.Close() })
-	t.Setenv("OV_REGISTRY_MIRRORS", "docker.io="+env.Registry)
+	envFlags := buildEnv(t)
 	dir := mergeProject(t)
-	common := []string{"-C", dir, "build", "--builder", env.BuildkitAddr, "--progress", "quiet",
-		"--task-url", env.TaskBaseURL, "--task-sha256", "amd64=" + env.TaskSHA256["amd64"] + ",arm64=" + env.TaskSHA256["arm64"]}
+	common := append([]string{"-C", dir, "build", "--progress", "quiet"}, envFlags...)
 
 	plainOut, mergedOut := t.TempDir(), t.TempDir()
 	if _, stderr, code := ov(t, append(common, "--no-merge", "-o", "oci:"+plainOut, "merged")...); code != 0 {

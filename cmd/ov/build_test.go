@@ -50,8 +50,11 @@ images:
 	return dir
 }
 
-// TestBuildCommand runs `ov build` in-process against a real buildkitd.
-func TestBuildCommand(t *testing.T) {
+// buildEnv starts a build environment for one test and points ov at it
+// (base lookups through its registry); it returns the flags every ov build
+// of the test passes: the builder and the pinned task archives.
+func buildEnv(t *testing.T) []string {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), testenv.StartTimeout)
 	env, err := testenv.Start(ctx)
 	cancel()
@@ -60,9 +63,15 @@ func TestBuildCommand(t *testing.T) {
 	}
 	t.Cleanup(func() { env.Close() })
 	t.Setenv("OV_REGISTRY_MIRRORS", "docker.io="+env.Registry)
+	return []string{"--builder", env.BuildkitAddr, "--task-url", env.TaskBaseURL,
+		"--task-sha256", "amd64=" + env.TaskSHA256["amd64"] + ",arm64=" + env.TaskSHA256["arm64"]}
+}
+
+// TestBuildCommand runs `ov build` in-process against a real buildkitd.
+func TestBuildCommand(t *testing.T) {
+	envFlags := buildEnv(t)
 	dir := buildProject(t)
-	common := []string{"-C", dir, "build", "--builder", env.BuildkitAddr, "--progress", "plain",
-		"--task-url", env.TaskBaseURL, "--task-sha256", "amd64=" + env.TaskSHA256["amd64"] + ",arm64=" + env.TaskSHA256["arm64"]}
+	common := append([]string{"-C", dir, "build", "--progress", "plain"}, envFlags...)
 
 	t.Run("child", func(t *testing.T) {
 		stdout, stderr, code := ov(t, append(common, "tiny-child")...)

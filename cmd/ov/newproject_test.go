@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"slices"
@@ -47,22 +46,14 @@ func TestNewProjectValidates(t *testing.T) {
 // TestNewProjectBuilds builds a fresh starter with ov build on a real
 // buildkitd (linux/amd64) and checks what each layer put in the image.
 func TestNewProjectBuilds(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), testenv.StartTimeout)
-	env, err := testenv.Start(ctx)
-	cancel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { env.Close() })
-	t.Setenv("OV_REGISTRY_MIRRORS", "docker.io="+env.Registry)
+	envFlags := buildEnv(t)
 	dir := t.TempDir()
 	if _, stderr, code := ov(t, "-C", dir, "new", "project"); code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
 	out := filepath.Join(t.TempDir(), "oci")
-	_, stderr, code := ov(t, "-C", dir, "build", "--builder", env.BuildkitAddr, "--progress", "plain",
-		"--task-url", env.TaskBaseURL, "--task-sha256", "amd64="+env.TaskSHA256["amd64"]+",arm64="+env.TaskSHA256["arm64"],
-		"--platform", "linux/amd64", "--output", "oci:"+out, "app")
+	_, stderr, code := ov(t, append([]string{"-C", dir, "build", "--progress", "plain",
+		"--platform", "linux/amd64", "--output", "oci:" + out, "app"}, envFlags...)...)
 	if code != 0 {
 		t.Fatalf("ov build: exit %d:\n%s", code, stderr)
 	}
