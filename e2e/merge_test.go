@@ -113,7 +113,7 @@ func TestMergeAllTwice(t *testing.T) {
 	if err := os.WriteFile(yml, []byte(patched), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	images := []string{"deb-parent", "deb-child", "bb-multi", "user-base"}
+	images := []string{"deb-parent", "deb-child", "runner", "bb-multi", "user-base", "bootc-link"}
 	for _, img := range images {
 		dockerLoad(t, ctx, host, filepath.Join(f.out, "bake", img), "ov.test/"+img+":all")
 	}
