@@ -396,6 +396,10 @@ func (b *builder) compile(ctx context.Context, gc gateway.Client, name string, p
 // after them.
 func (b *builder) solveChecked(ctx context.Context, gc gateway.Client, name string, p ocispecs.Platform, imports []gateway.CacheOptionsEntry) (*Image, gateway.Reference, error) {
 	for {
+		// Decisions below compare with what this compile was given, not
+		// with b.attach and b.seeAll now: another image's solve (a child
+		// solves its parents' layers too) may have changed them meanwhile.
+		was := b.chosen()
 		out, err := b.compile(ctx, gc, name, p, map[string]*Image{})
 		if err != nil {
 			return nil, nil, err
@@ -431,26 +435,37 @@ func (b *builder) solveChecked(ctx context.Context, gc gateway.Client, name stri
 			return err
 		})
 		if err := eg.Wait(); err != nil {
-			if l, ok := b.failedDetached(err); ok && b.setOnce(b.seeAll, l.image, l.layer) {
-				b.warn(fmt.Sprintf("image %q: layer %q builds on every layer before it: step %q failed on just the layers it depends on; one of %s is missing from its depends",
-					l.image, l.layer, l.step, strings.Join(b.unseen(l.image, l.layer), ", ")))
+			if l, ok := b.failedDetached(err, was.attach); ok && !was.seeAll[l.image][l.layer] {
+				if b.setOnce(b.seeAll, l.image, l.layer) {
+					b.warn(fmt.Sprintf("image %q: layer %q builds on every layer before it: step %q failed on just the layers it depends on; one of %s is missing from its depends",
+						l.image, l.layer, l.step, strings.Join(b.unseen(l.image, l.layer), ", ")))
+				}
 				continue
 			}
 			return nil, nil, err
 		}
 		more := false
 		for i, t := range tools {
-			if t != nil && b.attachAll(out.Checks[i].Image) {
-				more = true
-				b.warn(fmt.Sprintf("image %q: every layer builds attached: %v", out.Checks[i].Image, t))
+			if t == nil {
+				continue
+			}
+			img := out.Checks[i].Image
+			if b.attachAll(img) {
+				b.warn(fmt.Sprintf("image %q: every layer builds attached: %v", img, t))
+			}
+			for _, s := range b.byName[img].Steps {
+				more = more || s.Detach && !was.attach[img][s.Layer]
 			}
 		}
 		for i, cs := range conflicts {
 			img := out.Checks[i].Image
 			for _, c := range cs {
 				for _, l := range []string{c.Layer, c.Other} {
-					if l != "" && b.setOnce(b.attach, img, l) {
-						more = true
+					if l == "" || was.attach[img][l] {
+						continue
+					}
+					more = true
+					if b.setOnce(b.attach, img, l) {
 						b.warn(fmt.Sprintf("image %q: layer %q builds attached: %s is also written by %s", img, l, c.File, otherName(c, l)))
 					}
 				}
@@ -463,16 +478,16 @@ func (b *builder) solveChecked(ctx context.Context, gc gateway.Client, name stri
 }
 
 // failedDetached returns the step err failed in when that step ran
-// detached.
-func (b *builder) failedDetached(err error) (label, bool) {
+// detached, given the layers the compile attached.
+func (b *builder) failedDetached(err error, attach map[string]map[string]bool) (label, bool) {
 	var ve *errdefs.VertexError
 	if b.opt.Linear || !errors.As(err, &ve) {
 		return label{}, false
 	}
 	b.mu.Lock()
 	l, ok := b.labels[digest.Digest(ve.Digest)]
-	attached := slices.Sorted(maps.Keys(b.attach[l.image]))
 	b.mu.Unlock()
+	attached := slices.Sorted(maps.Keys(attach[l.image]))
 	img := b.byName[l.image]
 	if !ok || l.layer == "" || img == nil {
 		return label{}, false
@@ -502,6 +517,24 @@ func (b *builder) attachedOf(img *plan.Image) map[string][]string {
 		}
 	}
 	return out
+}
+
+// choice is what a compile is given: per image, the layers attached and
+// the layers that run on every layer before them.
+type choice struct{ attach, seeAll map[string]map[string]bool }
+
+// chosen copies b.attach and b.seeAll as they are now.
+func (b *builder) chosen() choice {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	clone := func(m map[string]map[string]bool) map[string]map[string]bool {
+		out := make(map[string]map[string]bool, len(m))
+		for k, v := range m {
+			out[k] = maps.Clone(v)
+		}
+		return out
+	}
+	return choice{clone(b.attach), clone(b.seeAll)}
 }
 
 // setOnce records image's layer in m (b.attach, b.seeAll); false if it
