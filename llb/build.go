@@ -266,19 +266,7 @@ func (b *builder) build(ctx context.Context, c *client.Client, img *plan.Image) 
 		}
 	}()
 
-	ch := make(chan *client.SolveStatus)
 	logs := newLogTail()
-	b.statuses.Add(1)
-	go func() {
-		defer b.statuses.Done()
-		for s := range ch {
-			logs.add(s)
-			if b.opt.Status != nil {
-				b.opt.Status <- s
-			}
-		}
-	}()
-
 	so := client.SolveOpt{
 		Exports:     exp.Entries(),
 		LocalMounts: b.mounts,
@@ -289,15 +277,23 @@ func (b *builder) build(ctx context.Context, c *client.Client, img *plan.Image) 
 		CacheImports:  CacheFor(b.opt.CacheImports, img.Name),
 		CacheExports:  CacheFor(b.opt.CacheExports, img.Name),
 	}
-	// BuildKit reports a build function's error by its gRPC status alone,
-	// dropping the context wrapped around it here; keep the original.
-	var fnErr error
-	resp, err := c.Build(ctx, so, "ov", func(ctx context.Context, gc gateway.Client) (*gateway.Result, error) {
-		r, err := b.solve(ctx, gc, img, ps)
-		fnErr = err
-		return r, err
-	}, ch)
-	if err != nil {
+	var resp *client.SolveResponse
+	for {
+		// BuildKit reports a build function's error by its gRPC status
+		// alone, dropping the context wrapped around it here; keep the
+		// original.
+		var fnErr error
+		resp, err = c.Build(ctx, so, "ov", func(ctx context.Context, gc gateway.Client) (*gateway.Result, error) {
+			r, err := b.solve(ctx, gc, img, ps)
+			fnErr = err
+			return r, err
+		}, b.forward(logs))
+		if err == nil {
+			break
+		}
+		if errors.Is(fnErr, errRetry) {
+			continue
+		}
 		if fnErr != nil {
 			err = fnErr
 		}
@@ -309,6 +305,29 @@ func (b *builder) build(ctx context.Context, c *client.Client, img *plan.Image) 
 	committed = true
 	return Result{Image: img.Name, Platforms: ps, ExporterResponse: resp.ExporterResponse, Attached: b.attachedOf(img)}, nil
 }
+
+// forward returns a status channel for one c.Build (which closes it): its
+// statuses go to logs and the caller's Status.
+func (b *builder) forward(logs *logTail) chan *client.SolveStatus {
+	ch := make(chan *client.SolveStatus)
+	b.statuses.Add(1)
+	go func() {
+		defer b.statuses.Done()
+		for s := range ch {
+			logs.add(s)
+			if b.opt.Status != nil {
+				b.opt.Status <- s
+			}
+		}
+	}()
+	return ch
+}
+
+// errRetry ends a build round whose checks changed what is attached: the
+// image is compiled and solved again in a new session. (Within one
+// session, solving a graph again after one of its steps failed can make
+// BuildKit release a shared result twice and fail the build.)
+var errRetry = errors.New("detached-layer decisions changed: build again")
 
 // solve is the gateway build function of one target: every platform
 // compiled and solved in parallel, returned as one (multi-platform) result.
@@ -361,8 +380,9 @@ func (b *builder) solve(ctx context.Context, gc gateway.Client, img *plan.Image,
 	return res, nil
 }
 
-// compile compiles name and the parents it is built on for one platform.
-func (b *builder) compile(ctx context.Context, gc gateway.Client, name string, p ocispecs.Platform, memo map[string]*Image) (*Image, error) {
+// compile compiles name and the parents it is built on for one platform,
+// with the layers ch attaches or lets see every layer before them.
+func (b *builder) compile(ctx context.Context, gc gateway.Client, name string, p ocispecs.Platform, ch choice, memo map[string]*Image) (*Image, error) {
 	if out, ok := memo[name]; ok {
 		return out, nil
 	}
@@ -370,14 +390,11 @@ func (b *builder) compile(ctx context.Context, gc gateway.Client, name string, p
 	var parent *Image
 	if img.Parent != "" {
 		var err error
-		if parent, err = b.compile(ctx, gc, img.Parent, p, memo); err != nil {
+		if parent, err = b.compile(ctx, gc, img.Parent, p, ch, memo); err != nil {
 			return nil, err
 		}
 	}
-	b.mu.Lock()
-	attach, seeAll := maps.Clone(b.attach[name]), maps.Clone(b.seeAll[name])
-	b.mu.Unlock()
-	out, err := Compile(ctx, img, p, Options{Resolver: b.resolver.with(gc), Parent: parent, Linear: b.opt.Linear, Attach: attach, SeeAll: seeAll})
+	out, err := Compile(ctx, img, p, Options{Resolver: b.resolver.with(gc), Parent: parent, Linear: b.opt.Linear, Attach: ch.attach[name], SeeAll: ch.seeAll[name]})
 	if err != nil {
 		return nil, err
 	}
@@ -389,110 +406,115 @@ func (b *builder) compile(ctx context.Context, gc gateway.Client, name string, p
 // detached-layer checks (and its parents'). A layer in a conflict is
 // attached, a layer whose step failed detached (it may need a file of a
 // layer it does not depend on, to delete or read) runs on every layer
-// before it, and the image is compiled and solved again, until the checks
-// pass: every round changes one more layer, so this ends, and a step that
-// fails on every layer before it fails the build.
+// before it, and errRetry has the image compiled and solved again, until
+// the checks pass: every round changes one more layer, so this ends, and a
+// step that fails on every layer before it fails the build.
 // Conflicts are rare, so the image is solved alongside the checks, not
 // after them.
 func (b *builder) solveChecked(ctx context.Context, gc gateway.Client, name string, p ocispecs.Platform, imports []gateway.CacheOptionsEntry) (*Image, gateway.Reference, error) {
-	for {
-		// Decisions below compare with what this compile was given, not
-		// with b.attach and b.seeAll now: another image's solve (a child
-		// solves its parents' layers too) may have changed them meanwhile.
-		was := b.chosen()
-		out, err := b.compile(ctx, gc, name, p, map[string]*Image{})
-		if err != nil {
-			return nil, nil, err
-		}
-		conflicts := make([][]Conflict, len(out.Checks))
-		tools := make([]*CheckTools, len(out.Checks))
-		var ref gateway.Reference
-		eg, ectx := errgroup.WithContext(ctx)
-		for i, ch := range out.Checks {
-			eg.Go(func() error {
-				var err error
-				conflicts[i], err = b.runCheck(ectx, gc, ch, imports)
-				if errors.As(err, &tools[i]) {
-					return nil
-				}
-				if err != nil {
-					return fmt.Errorf("image %q (%s): %w", ch.Image, platforms.Format(p), err)
-				}
-				return nil
-			})
-		}
+	// Decisions below compare with what this compile was given, not
+	// with b.attach and b.seeAll now: another image's solve (a child
+	// solves its parents' layers too) may have changed them meanwhile.
+	was := b.chosen()
+	out, err := b.compile(ctx, gc, name, p, was, map[string]*Image{})
+	if err != nil {
+		return nil, nil, err
+	}
+	conflicts := make([][]Conflict, len(out.Checks))
+	tools := make([]*CheckTools, len(out.Checks))
+	var ref gateway.Reference
+	eg, ectx := errgroup.WithContext(ctx)
+	for i, ch := range out.Checks {
 		eg.Go(func() error {
-			def, err := out.State.Marshal(ectx)
-			if err != nil {
-				return fmt.Errorf("image %q (%s): %w", name, platforms.Format(p), err)
+			var err error
+			conflicts[i], err = b.runCheck(ectx, gc, ch, imports)
+			if errors.As(err, &tools[i]) {
+				return nil
 			}
-			b.record(def)
-			r, err := gc.Solve(ectx, gateway.SolveRequest{Definition: def.ToPB(), CacheImports: imports, Evaluate: true})
 			if err != nil {
-				return err
+				return fmt.Errorf("image %q (%s): %w", ch.Image, platforms.Format(p), err)
 			}
-			ref, err = r.SingleRef()
-			return err
+			return nil
 		})
-		if err := eg.Wait(); err != nil {
-			if l, ok := b.failedDetached(err, was.attach); ok && !was.seeAll[l.image][l.layer] {
-				if b.setOnce(b.seeAll, l.image, l.layer) {
-					b.warn(fmt.Sprintf("image %q: layer %q builds on every layer before it: step %q failed on just the layers it depends on; one of %s is missing from its depends",
-						l.image, l.layer, l.step, strings.Join(b.unseen(l.image, l.layer), ", ")))
-				}
-				continue
-			}
-			return nil, nil, err
+	}
+	eg.Go(func() error {
+		def, err := out.State.Marshal(ectx)
+		if err != nil {
+			return fmt.Errorf("image %q (%s): %w", name, platforms.Format(p), err)
 		}
-		more := false
-		for i, t := range tools {
-			if t == nil {
-				continue
-			}
-			img := out.Checks[i].Image
-			if b.attachAll(img) {
-				b.warn(fmt.Sprintf("image %q: every layer builds attached: %v", img, t))
-			}
-			for _, s := range b.byName[img].Steps {
-				more = more || s.Detach && !was.attach[img][s.Layer]
-			}
+		b.record(def)
+		r, err := gc.Solve(ectx, gateway.SolveRequest{Definition: def.ToPB(), CacheImports: imports, Evaluate: true})
+		if err != nil {
+			return err
 		}
-		for i, cs := range conflicts {
-			img := out.Checks[i].Image
-			for _, c := range cs {
-				for _, l := range []string{c.Layer, c.Other} {
-					if l == "" || was.attach[img][l] {
-						continue
-					}
-					more = true
-					if b.setOnce(b.attach, img, l) {
-						b.warn(fmt.Sprintf("image %q: layer %q builds attached: %s is also written by %s", img, l, c.File, otherName(c, l)))
-					}
-				}
+		ref, err = r.SingleRef()
+		return err
+	})
+	if err := eg.Wait(); err != nil {
+		if l, unseen := b.failedUnseeing(err, was); len(unseen) > 0 {
+			if b.setOnce(b.seeAll, l.image, l.layer) {
+				b.warn(fmt.Sprintf("image %q: layer %q builds on every layer before it: step %q failed on just the layers it depends on; one of %s is missing from its depends",
+					l.image, l.layer, l.step, strings.Join(unseen, ", ")))
 			}
+			return nil, nil, errRetry
 		}
-		if !more {
-			return out, ref, nil
+		return nil, nil, err
+	}
+	more := false
+	for i, t := range tools {
+		if t == nil {
+			continue
+		}
+		img := out.Checks[i].Image
+		if b.attachAll(img) {
+			b.warn(fmt.Sprintf("image %q: every layer builds attached: %v", img, t))
+		}
+		for _, s := range b.byName[img].Steps {
+			more = more || s.Detach && !was.attach[img][s.Layer]
 		}
 	}
+	for i, cs := range conflicts {
+		img := out.Checks[i].Image
+		for _, c := range cs {
+			for _, l := range []string{c.Layer, c.Other} {
+				if l == "" || was.attach[img][l] {
+					continue
+				}
+				more = true
+				if b.setOnce(b.attach, img, l) {
+					b.warn(fmt.Sprintf("image %q: layer %q builds attached: %s is also written by %s", img, l, c.File, otherName(c, l)))
+				}
+			}
+		}
+	}
+	if more {
+		return nil, nil, errRetry
+	}
+	return out, ref, nil
 }
 
-// failedDetached returns the step err failed in when that step ran
-// detached, given the layers the compile attached.
-func (b *builder) failedDetached(err error, attach map[string]map[string]bool) (label, bool) {
+// failedStep returns the labelled step err failed in.
+func (b *builder) failedStep(err error) (label, bool) {
 	var ve *errdefs.VertexError
-	if b.opt.Linear || !errors.As(err, &ve) {
+	if !errors.As(err, &ve) {
 		return label{}, false
 	}
 	b.mu.Lock()
+	defer b.mu.Unlock()
 	l, ok := b.labels[digest.Digest(ve.Digest)]
-	b.mu.Unlock()
-	attached := slices.Sorted(maps.Keys(attach[l.image]))
+	return l, ok
+}
+
+// failedUnseeing returns the step err failed in, and the layers before it
+// that its layer did not see in the compile ch gave (none once it sees
+// every layer before it: then the failure is the Containerfile's too).
+func (b *builder) failedUnseeing(err error, ch choice) (label, []string) {
+	l, ok := b.failedStep(err)
 	img := b.byName[l.image]
-	if !ok || l.layer == "" || img == nil {
-		return label{}, false
+	if b.opt.Linear || !ok || l.layer == "" || img == nil || ch.seeAll[l.image][l.layer] {
+		return l, nil
 	}
-	return l, slices.ContainsFunc(img.Attach(attached).Steps, func(s plan.Step) bool { return s.Layer == l.layer && s.Detach })
+	return l, unseen(Arrange(img, Options{Attach: ch.attach[l.image]}), l.layer)
 }
 
 // otherName names the other side of c, seen from layer.
@@ -563,10 +585,9 @@ func (b *builder) attachAll(image string) bool {
 	return more
 }
 
-// unseen lists the detached layers before layer in image that it does not
-// depend on.
-func (b *builder) unseen(image, layer string) []string {
-	img := b.byName[image]
+// unseen lists the detached layers before layer in img that it does not
+// depend on: none of their files are there when it runs.
+func unseen(img *plan.Image, layer string) []string {
 	var out []string
 	for _, s := range img.Steps {
 		if s.Layer == layer {

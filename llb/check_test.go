@@ -148,7 +148,7 @@ func TestCheckScript(t *testing.T) {
 	}
 	c := &compiler{img: &plan.Image{Name: "x", Depends: map[string][]string{"d": {"c"}}}}
 	st := c.check(gs, []bk.State{bk.Image("busybox"), bk.Image("busybox")}, bk.Image("busybox"))
-	_, _, execs := opsOf(t, *st)
+	_, _, execs := opsOf(t, st)
 	script := strings.ReplaceAll(execs[len(execs)-1], checkDir, root)
 	if out, err := exec.Command("/bin/sh", "-c", script).CombinedOutput(); err != nil {
 		t.Fatalf("check script: %v\n%s", err, out)

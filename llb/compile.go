@@ -92,13 +92,34 @@ func LocalDirs(imgs ...*plan.Image) map[string]string {
 
 // Compile turns img into LLB for one platform.
 func Compile(ctx context.Context, img *plan.Image, platform ocispecs.Platform, opt Options) (*Image, error) {
-	img = img.Attach(slices.Sorted(maps.Keys(opt.Attach)))
+	img = Arrange(img, opt)
 	c := &compiler{img: img, opt: opt, platform: platforms.Normalize(platform)}
 	out, err := c.compile(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("image %q (%s): %w", img.Name, platforms.Format(c.platform), err)
 	}
 	return out, nil
+}
+
+// Arrange returns img with the steps opt keeps in the chain attached: the
+// layers opt.Attach names (and their depends), and every layer before an
+// attached SeeAll layer. The chain holds no detached group, so a layer that
+// needs every layer before it and runs in the chain needs them there too.
+func Arrange(img *plan.Image, opt Options) *plan.Image {
+	img = img.Attach(slices.Sorted(maps.Keys(opt.Attach)))
+	last := -1
+	for i, s := range img.Steps {
+		if !s.Detach && opt.SeeAll[s.Layer] {
+			last = i
+		}
+	}
+	var before []string
+	for _, s := range img.Steps[:last+1] {
+		if s.Detach && !slices.Contains(before, s.Layer) {
+			before = append(before, s.Layer)
+		}
+	}
+	return img.Attach(before)
 }
 
 type compiler struct {
@@ -172,7 +193,7 @@ func (c *compiler) compile(ctx context.Context) (*Image, error) {
 		checks = slices.Clone(p.Checks)
 	}
 	if check != nil {
-		checks = append(checks, Check{Image: img.Name, State: *check})
+		checks = append(checks, *check)
 	}
 	if img.Lint != nil {
 		if err := c.step(ctx, *img.Lint); err != nil {

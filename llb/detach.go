@@ -53,8 +53,8 @@ type group struct {
 }
 
 // detached compiles steps with detached groups, leaving the merged state in
-// c.main. It returns the check state (nil without groups).
-func (c *compiler) detached(ctx context.Context, steps []plan.Step) (*bk.State, error) {
+// c.main. It returns the check (nil without groups).
+func (c *compiler) detached(ctx context.Context, steps []plan.Step) (*Check, error) {
 	var (
 		groups  []group
 		marks   []bk.State // chain state after each attached step; marks[0] = c0
@@ -115,7 +115,7 @@ func (c *compiler) detached(ctx context.Context, steps []plan.Step) (*bk.State, 
 	end := c.main.st
 	// The chain's metadata (env, dir, user) on the merged filesystem.
 	c.main.st = end.WithOutput(bk.Merge(parts, c.label("", "merge layers").opt()).Output())
-	return c.check(groups, marks, end), nil
+	return &Check{Image: c.img.Name, State: c.check(groups, marks, end)}, nil
 }
 
 // sees reports whether the groups of layer run on those of an earlier
@@ -153,7 +153,7 @@ func (c *compiler) detaches(s plan.Step) bool {
 // anyway, nothing is materialized for the check. It writes its findings to
 // CheckFile in its output; BuildKit caches it with its inputs, so it reruns
 // only when a group or the chain changed.
-func (c *compiler) check(groups []group, marks []bk.State, end bk.State) *bk.State {
+func (c *compiler) check(groups []group, marks []bk.State, end bk.State) bk.State {
 	lbl := c.label("", "check detached layers")
 	opts := []bk.RunOption{lbl.opt(), bk.User("0:0")}
 	// mount mounts st once (BuildKit releases a ref mounted twice in one
@@ -189,8 +189,7 @@ func (c *compiler) check(groups []group, marks []bk.State, end bk.State) *bk.Sta
 		plan.Quote("BEGIN { "+pairs.String()+"}\n"+checkPairs))
 	opts = append(opts, bk.Args([]string{"/bin/sh", "-c", script.String()}))
 	run := marks[0].Run(opts...)
-	out := run.AddMount(checkOut, bk.Scratch())
-	return &out
+	return run.AddMount(checkOut, bk.Scratch())
 }
 
 // checkFuncs starts the check script (see check).

@@ -1,10 +1,12 @@
 package llb
 
 import (
+	"archive/tar"
 	"context"
 	"maps"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -105,6 +107,75 @@ func TestCompileDetached(t *testing.T) {
 	out = compile(Options{Attach: map[string]bool{"c": true}})
 	if m, d, _ := opsOf(t, out.State); m != 1 || d != 3 {
 		t.Errorf("attach c: %d merges, %d diffs; want 1, 3 (only b detached)", m, d)
+	}
+	// c attached and needing every layer before it: the chain must hold b
+	// too, so nothing detaches.
+	out = compile(Options{Attach: map[string]bool{"c": true}, SeeAll: map[string]bool{"c": true}})
+	if m, d, _ := opsOf(t, out.State); m != 0 || d != 0 {
+		t.Errorf("attach and see-all c: %d merges, %d diffs; want none", m, d)
+	}
+	// b needing every layer before it while detached leaves c detached.
+	if got := Arrange(img, Options{SeeAll: map[string]bool{"b": true}}); !got.Steps[3].Detach {
+		t.Errorf("see-all b attached c: %+v", got.Steps)
+	}
+}
+
+// TestBuildDetachedFamily builds a parent and a child on it in one build,
+// so the child's solve runs the parent's layers and checks alongside the
+// parent's own: both must end with the decisions the checks made. rm
+// deletes what mk made without depending on it (it fails detached, then
+// runs on every layer before it) and also rewrites /etc/shells as w does
+// (so it is attached too, and the chain must then hold mk). ul replaces
+// ml's symlink without depending on it: it too runs on every layer before
+// it, a merge of groups with a deletion among them (the build round after
+// a failed step is a new session: in the same one BuildKit released a
+// shared result twice and failed the build).
+func TestBuildDetachedFamily(t *testing.T) {
+	env := testenv.Get(t)
+	parent := busybox(
+		detachStep("mk", "mkdir -p /opt && echo x > /opt/f"),
+		detachStep("other", "echo other > /other.txt"),
+		detachStep("rm", "rm /opt/f && echo /bin/rm >> /etc/shells"),
+		detachStep("w", "echo /bin/w >> /etc/shells"),
+		detachStep("ml", "mkdir -p /opt/l && ln -s /etc/hostname /opt/l/tool"),
+		detachStep("ul", "rm -f /opt/l/tool && echo file > /opt/l/tool"),
+	)
+	parent.Name, parent.Platforms = "parent", []string{"linux/amd64"}
+	child := busybox(detachStep("c", "cat /etc/shells > /c.txt"))
+	child.Name, child.External, child.Parent, child.Platforms = "child", "", "parent", []string{"linux/amd64"}
+	var mu sync.Mutex
+	var warns []string
+	out := t.TempDir()
+	_, err := Build(context.Background(), env.Client(t), BuildOptions{Family: []*plan.Image{parent, child}, Exporter: OCILayout(out),
+		Warn: func(s string) { mu.Lock(); warns = append(warns, s); mu.Unlock() }})
+	if err != nil {
+		t.Fatalf("build: %v\nnotices:\n%s", err, strings.Join(warns, "\n"))
+	}
+	all := strings.Join(warns, "\n")
+	for _, want := range []string{`layer "rm" builds on every layer before it: step "rm: root.yml" failed on just the layers it depends on; one of mk, other is missing`,
+		`layer "rm" builds attached: /etc/shells is also written by layer "w"`,
+		`layer "ul" builds on every layer before it: step "ul: root.yml" failed on just the layers it depends on; one of `} {
+		if !strings.Contains(all, want) {
+			t.Errorf("no notice %q in:\n%s", want, all)
+		}
+	}
+	if !regexp.MustCompile(`"ul" .*one of [a-z, ]*\bml\b`).MatchString(all) {
+		t.Errorf("the ul notice does not name ml:\n%s", all)
+	}
+	for _, name := range []string{"parent", "child"} {
+		fs := flatten(t, layoutImages(t, filepath.Join(out, name))["linux/amd64"])
+		if _, ok := fs["/opt/f"]; ok {
+			t.Errorf("%s: /opt/f is there: rm's deletion was lost", name)
+		}
+		if got := fs["/etc/shells"].data; !strings.HasSuffix(got, "/bin/rm\n/bin/w\n") {
+			t.Errorf("%s: /etc/shells = %q", name, got)
+		}
+		if got := fs["/other.txt"].data; got != "other\n" {
+			t.Errorf("%s: /other.txt = %q", name, got)
+		}
+		if got := fs["/opt/l/tool"]; got.typ != tar.TypeReg || got.data != "file\n" {
+			t.Errorf("%s: /opt/l/tool = %+v, want the file that replaced the symlink", name, got)
+		}
 	}
 }
 

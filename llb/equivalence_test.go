@@ -6,6 +6,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -129,16 +130,24 @@ func TestEquivalentToBake(t *testing.T) {
 			ovTime.Seconds()/bakeTime.Seconds(), checks)
 	}
 	// The family's unordered layers writing the same paths are found, each
-	// notice naming both layers and the path.
+	// notice naming both layers and the path (rmfile, which deletes what
+	// mkfile created, fails detached and names the layers it may need).
 	all := strings.Join(notices, "\n")
 	for _, want := range []string{
 		`layer "git-user" builds attached: /home/user/.gitconfig is also written by layer "git-core"`,
 		`layer "git-core" builds attached: /home/user/.gitconfig is also written by layer "git-user"`,
 		`layer "bashrc-a" builds attached: /etc/bash.bashrc is also written by layer "bashrc-b"`,
 		`layer "bashrc-b" builds attached: /etc/bash.bashrc is also written by layer "bashrc-a"`,
+		`layer "rmfile" builds on every layer before it: step "root.yml" failed`,
+		`layer "unlink" builds on every layer before it: step "root.yml" failed`,
 	} {
 		if !strings.Contains(all, want) {
 			t.Errorf("no notice %q in:\n%s", want, all)
+		}
+	}
+	for layer, needs := range map[string]string{"rmfile": "mkfile", "unlink": "mklink"} {
+		if !regexp.MustCompile(`"` + layer + `" .*one of [a-z, -]*\b` + needs + `\b`).MatchString(all) {
+			t.Errorf("the %s notice does not name %s:\n%s", layer, needs, all)
 		}
 	}
 

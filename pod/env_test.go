@@ -37,6 +37,9 @@ var (
 // every docker/podman it runs) at it.
 func needEnv(t *testing.T) *testEnv {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("needs dockerd and podman: not run with -short")
+	}
 	envOnce.Do(func() { env, envErr = startEnv() })
 	if envErr != nil {
 		t.Fatalf("test environment: %v", envErr)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -50,18 +49,12 @@ images:
 	return dir
 }
 
-// buildEnv starts a build environment for one test and points ov at it
+// buildEnv gets the test binary's build environment and points ov at it
 // (base lookups through its registry); it returns the flags every ov build
 // of the test passes: the builder and the pinned task archives.
 func buildEnv(t *testing.T) []string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), testenv.StartTimeout)
-	env, err := testenv.Start(ctx)
-	cancel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { env.Close() })
+	env := testenv.Get(t)
 	t.Setenv("OV_REGISTRY_MIRRORS", "docker.io="+env.Registry)
 	return []string{"--builder", env.BuildkitAddr, "--task-url", env.TaskBaseURL,
 		"--task-sha256", "amd64=" + env.TaskSHA256["amd64"] + ",arm64=" + env.TaskSHA256["arm64"]}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/overthink/ov/internal/testenv"
 	"github.com/overthink/ov/spec"
 )
 
@@ -36,7 +37,7 @@ func TestMain(m *testing.M) {
 		main()
 		return
 	}
-	os.Exit(m.Run())
+	testenv.Main(m)
 }
 
 // ov runs one invocation in-process.

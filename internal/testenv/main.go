@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -12,62 +13,70 @@ import (
 	"github.com/moby/buildkit/client"
 )
 
-// current is the Env started by Main for this test binary.
-var current *Env
+// The Env of this test binary: started by the first Get, closed by Run.
+var (
+	once    sync.Once
+	current *Env
+	failed  error
+)
 
-// StartTimeout bounds Start in Main. A cold start (debootstrap, cross-building
-// task) takes minutes on 2 cores; a warm one seconds.
+// StartTimeout bounds the start in Get. A cold start (debootstrap,
+// cross-building task) takes minutes on 2 cores; a warm one seconds.
 var StartTimeout = 45 * time.Minute
 
-// Main is a whole TestMain: it starts the Env, runs the tests, tears the Env
-// down and exits. A failed start fails the package (no skipping).
-func Main(m *testing.M) {
-	os.Exit(mainRun(m))
-}
+// Main is a whole TestMain: os.Exit(Run(m)).
+func Main(m *testing.M) { os.Exit(Run(m)) }
 
-func mainRun(m *testing.M) int {
-	ctx, cancel := context.WithTimeout(context.Background(), StartTimeout)
-	start := time.Now()
-	env, err := Start(ctx)
-	cancel()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "testenv: %v\n", err)
-		return 1
-	}
-	fmt.Fprintf(os.Stderr, "testenv: ready in %s (registry %s, buildkitd %s)\n",
-		time.Since(start).Round(time.Millisecond), env.Registry, env.BuildkitAddr)
-	current = env
-
-	// An interrupted `go test` must not leave daemons behind.
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-	go func() {
-		if _, ok := <-sig; ok {
-			env.Close()
-			os.Exit(1)
-		}
-	}()
-
+// Run runs the tests and tears down the Env if one of them started it. A
+// package whose tests need no Env starts none.
+func Run(m *testing.M) int {
 	code := m.Run()
-	signal.Stop(sig)
-	close(sig)
-	if err := env.Close(); err != nil {
-		fmt.Fprintf(os.Stderr, "testenv: close: %v\n", err)
-		if code == 0 {
-			code = 1
+	if current != nil {
+		if err := current.Close(); err != nil {
+			fmt.Fprintf(os.Stderr, "testenv: close: %v\n", err)
+			if code == 0 {
+				code = 1
+			}
 		}
 	}
 	return code
 }
 
-// Get returns the Env started by Main; it fails the test if TestMain did not
-// call Main.
+// Get returns the test binary's Env, starting it on first use; a failed
+// start fails every test that needs it (no skipping). With -short
+// (everyday work, never CI) it skips the test instead: -short runs the
+// tests that need no buildkitd, registry or container engine.
 func Get(tb testing.TB) *Env {
 	tb.Helper()
-	if current == nil {
-		tb.Fatal("testenv: no environment: call testenv.Main(m) from TestMain")
+	if testing.Short() {
+		tb.Skip("needs buildkitd, a registry and dockerd: not run with -short")
+	}
+	once.Do(func() { current, failed = startOnce() })
+	if failed != nil {
+		tb.Fatalf("testenv: %v", failed)
 	}
 	return current
+}
+
+func startOnce() (*Env, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), StartTimeout)
+	defer cancel()
+	start := time.Now()
+	env, err := Start(ctx)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(os.Stderr, "testenv: ready in %s (registry %s, buildkitd %s)\n",
+		time.Since(start).Round(time.Millisecond), env.Registry, env.BuildkitAddr)
+	// An interrupted `go test` must not leave daemons behind.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		<-sig
+		env.Close()
+		os.Exit(1)
+	}()
+	return env, nil
 }
 
 // Client returns a buildkit client on the Env's daemon, closed when tb ends.
