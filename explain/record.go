@@ -163,48 +163,77 @@ func Fingerprint(img *plan.Image, in Inputs) (*Record, error) {
 		}
 	}
 
-	n := map[string]int{}
-	pos := 0
-	add := func(row string, s plan.Step, extra ...any) {
-		key := s.Layer + "/" + s.Desc
-		key += "#" + strconv.Itoa(n[key])
-		n[s.Layer+"/"+s.Desc]++
-		st := Step{Key: key, Row: row, Layer: s.Layer, Desc: s.Desc, Detach: s.Detach, Pos: pos,
-			Hash: hash(append([]any{stepFields(s)}, extra...))}
-		if s.Detach {
-			st.Hash = hash([]any{st.Hash, img.AllDepends(s.Layer)})
-		} else {
-			pos++
-		}
-		if s.Kind == plan.Copy {
-			st.Reads = append(st.Reads, s.From)
-		}
-		for _, m := range s.Mounts {
-			if m.Kind == plan.Bind && !contains(st.Reads, m.From) {
-				st.Reads = append(st.Reads, m.From)
-			}
-		}
-		r.Steps = append(r.Steps, st)
+	if err := img.Walk(&recorder{r: r, img: img, n: map[string]int{}}); err != nil {
+		return nil, err
 	}
-	for _, s := range img.Bootstrap {
-		if s.Kind == plan.FetchTask {
-			add(RowSetup, s, img.Task)
-		} else {
-			add(RowSetup, s)
-		}
+	return r, nil
+}
+
+// recorder records an image's parts as steps, in the plan's order.
+type recorder struct {
+	r   *Record
+	img *plan.Image
+	n   map[string]int // steps so far per layer and description
+	pos int            // attached steps so far
+}
+
+var _ plan.Visitor = (*recorder)(nil)
+
+func (rc *recorder) Bootstrap(s plan.Step) error {
+	if s.Kind == plan.FetchTask {
+		rc.add(RowSetup, s, rc.img.Task)
+	} else {
+		rc.add(RowSetup, s)
 	}
-	add(RowSetup, plan.Step{Desc: "environment"}, img.Workdir, img.Env, img.PathAppend)
-	for _, s := range img.Steps {
+	return nil
+}
+
+// Config records WORKDIR, ENV and PATH as the one "environment" step.
+func (rc *recorder) Config(c plan.Config) error {
+	rc.add(RowSetup, plan.Step{Desc: "environment"}, c.Workdir, c.Env, c.PathAppend)
+	return nil
+}
+
+func (rc *recorder) Steps(steps []plan.Step) error {
+	for _, s := range steps {
 		row := s.Layer
 		if row == "" {
 			row = RowImage
 		}
-		add(row, s)
+		rc.add(row, s)
 	}
-	if img.Lint != nil {
-		add(RowImage, *img.Lint)
+	return nil
+}
+
+func (rc *recorder) Lint(s plan.Step) error {
+	rc.add(RowImage, s)
+	return nil
+}
+
+// User records nothing: the final USER is the image's user, which its
+// steps carry already.
+func (rc *recorder) User(string) error { return nil }
+
+func (rc *recorder) add(row string, s plan.Step, extra ...any) {
+	key := s.Layer + "/" + s.Desc
+	key += "#" + strconv.Itoa(rc.n[key])
+	rc.n[s.Layer+"/"+s.Desc]++
+	st := Step{Key: key, Row: row, Layer: s.Layer, Desc: s.Desc, Detach: s.Detach, Pos: rc.pos,
+		Hash: hash(append([]any{stepFields(s)}, extra...))}
+	if s.Detach {
+		st.Hash = hash([]any{st.Hash, rc.img.AllDepends(s.Layer)})
+	} else {
+		rc.pos++
 	}
-	return r, nil
+	if s.Kind == plan.Copy {
+		st.Reads = append(st.Reads, s.From)
+	}
+	for _, m := range s.Mounts {
+		if m.Kind == plan.Bind && !contains(st.Reads, m.From) {
+			st.Reads = append(st.Reads, m.From)
+		}
+	}
+	rc.r.Steps = append(rc.r.Steps, st)
 }
 
 // SetBase records what the external base resolved to (a no-op for an

@@ -29,10 +29,10 @@ func RoutesPath(image string) string { return ".build/" + image + "/traefik-rout
 // FragmentsDir holds image's supervisord fragments, relative to the project.
 func FragmentsDir(image string) string { return ".build/" + image + "/fragments" }
 
-// Containerfile renders img in the spec's order: stages, FROM, bootstrap,
-// ENV, EXPOSE, steps, USER, lint.
+// Containerfile renders img: its stages, FROM, then its parts in the
+// plan's order (plan.Image.Walk).
 func Containerfile(img *plan.Image) ([]byte, error) {
-	w := &cfWriter{}
+	w := &cfWriter{img: img}
 	w.line(Header(ContainerfilePath(img.Name)))
 	base := img.External
 	if img.Parent != "" {
@@ -92,60 +92,8 @@ func Containerfile(img *plan.Image) ([]byte, error) {
 
 	w.blank()
 	w.line("FROM ${BASE_IMAGE}")
-	for _, s := range img.Bootstrap {
-		if err := w.step(img, s); err != nil {
-			return nil, err
-		}
-	}
-	if img.Workdir != "" {
-		w.line("WORKDIR " + img.Workdir)
-	}
-
-	if len(img.Env) > 0 || len(img.PathAppend) > 0 {
-		w.blank()
-		for _, e := range img.Env {
-			w.line("ENV " + e.Key + "=" + EnvQuote(e.Value))
-		}
-		if len(img.PathAppend) > 0 {
-			q := EnvQuote(strings.Join(img.PathAppend, ":"))
-			w.line("ENV PATH=" + q[:len(q)-1] + `:${PATH}"`)
-		}
-	}
-	if len(img.Expose) > 0 {
-		w.blank()
-		for _, p := range img.Expose {
-			w.line("EXPOSE " + strconv.Itoa(p))
-		}
-	}
-
-	layer := "\x00"
-	for i, s := range img.Steps {
-		if s.Layer != layer {
-			w.blank()
-			if s.Layer != "" {
-				w.line("# Layer: " + s.Layer)
-			}
-			layer = s.Layer
-		}
-		if err := w.step(img, s); err != nil {
-			return nil, err
-		}
-		// USER root after a layer's user steps, for the next layer.
-		last := i == len(img.Steps)-1 || img.Steps[i+1].Layer != s.Layer
-		if last && s.Layer != "" && w.user != "root" && w.user != "" {
-			w.setUser("root")
-		}
-	}
-
-	if img.Lint != nil {
-		if err := w.step(img, *img.Lint); err != nil {
-			return nil, err
-		}
-	}
-	if img.FinalUser != "" {
-		w.blank()
-		w.line("USER " + img.FinalUser)
-		w.user = img.FinalUser
+	if err := img.Walk(w); err != nil {
+		return nil, err
 	}
 	if err := checkLines(w.buf.Bytes()); err != nil {
 		return nil, fmt.Errorf("image %q: %w", img.Name, err)
@@ -183,8 +131,67 @@ func checkLines(cf []byte) error {
 }
 
 type cfWriter struct {
+	img  *plan.Image
 	buf  bytes.Buffer
 	user string // the USER in effect; "" until the file sets one
+}
+
+var _ plan.Visitor = (*cfWriter)(nil)
+
+func (w *cfWriter) Bootstrap(s plan.Step) error { return w.step(s) }
+
+func (w *cfWriter) Config(c plan.Config) error {
+	if c.Workdir != "" {
+		w.line("WORKDIR " + c.Workdir)
+	}
+	if len(c.Env) > 0 || len(c.PathAppend) > 0 {
+		w.blank()
+		for _, e := range c.Env {
+			w.line("ENV " + e.Key + "=" + EnvQuote(e.Value))
+		}
+		if len(c.PathAppend) > 0 {
+			q := EnvQuote(strings.Join(c.PathAppend, ":"))
+			w.line("ENV PATH=" + q[:len(q)-1] + `:${PATH}"`)
+		}
+	}
+	if len(c.Expose) > 0 {
+		w.blank()
+		for _, p := range c.Expose {
+			w.line("EXPOSE " + strconv.Itoa(p))
+		}
+	}
+	return nil
+}
+
+// Steps writes the steps under a comment per layer.
+func (w *cfWriter) Steps(steps []plan.Step) error {
+	layer := "\x00"
+	for i, s := range steps {
+		if s.Layer != layer {
+			w.blank()
+			if s.Layer != "" {
+				w.line("# Layer: " + s.Layer)
+			}
+			layer = s.Layer
+		}
+		if err := w.step(s); err != nil {
+			return err
+		}
+		// USER root after a layer's user steps, for the next layer.
+		last := i == len(steps)-1 || steps[i+1].Layer != s.Layer
+		if last && s.Layer != "" && w.user != "root" && w.user != "" {
+			w.setUser("root")
+		}
+	}
+	return nil
+}
+
+func (w *cfWriter) Lint(s plan.Step) error { return w.step(s) }
+
+func (w *cfWriter) User(uid string) error {
+	w.blank()
+	w.setUser(uid)
+	return nil
 }
 
 func (w *cfWriter) line(s string) { w.buf.WriteString(s + "\n") }
@@ -200,7 +207,8 @@ func (w *cfWriter) setUser(u string) {
 	w.user = u
 }
 
-func (w *cfWriter) step(img *plan.Image, s plan.Step) error {
+func (w *cfWriter) step(s plan.Step) error {
+	img := w.img
 	switch s.Kind {
 	case plan.Copy:
 		l := "COPY --from=" + s.From

@@ -6,7 +6,8 @@ package plan
 
 import "github.com/overthink/ov/spec"
 
-// Image is the build plan of one image.
+// Image is the build plan of one image. Walk applies its parts after FROM
+// in the one order the back ends follow.
 type Image struct {
 	Name string
 	Spec *spec.Image
