@@ -53,18 +53,6 @@ type Options struct {
 	Transport http.RoundTripper
 }
 
-// Default is the user an image gets when its base has no account at want.UID:
-// the configured name, UID and GID, home /home/<name> (/root for UID 0). The
-// bootstrap creates it.
-func Default(want spec.User) spec.User {
-	u := want
-	u.Home = "/home/" + want.Name
-	if want.UID == 0 {
-		u.Home = "/root"
-	}
-	return u
-}
-
 // Resolver adapts Lookup to the plan package's user lookup.
 func Resolver(opts Options) func(ctx context.Context, ref string, want spec.User) (spec.User, error) {
 	return func(ctx context.Context, ref string, want spec.User) (spec.User, error) {
@@ -73,9 +61,9 @@ func Resolver(opts Options) func(ctx context.Context, ref string, want spec.User
 }
 
 // Offline is a lookup that never contacts a registry: every base gets
-// Default(want).
+// want.WithDefaultHome().
 func Offline(_ context.Context, _ string, want spec.User) (spec.User, error) {
-	return Default(want), nil
+	return want.WithDefaultHome(), nil
 }
 
 // UnreachableError says a base image could not be inspected.
@@ -86,7 +74,7 @@ type UnreachableError struct {
 }
 
 func (e *UnreachableError) Error() string {
-	d := Default(e.Want)
+	d := e.Want.WithDefaultHome()
 	return fmt.Sprintf("base %q: cannot inspect its /etc/passwd: %v\n"+
 		"  to proceed without the registry, run with --offline-user (or OV_OFFLINE=1): "+
 		"the image then uses the configured user %q (uid %d, gid %d, home %s)",
@@ -106,14 +94,15 @@ type entry struct {
 
 func (e entry) user(want spec.User) spec.User {
 	if !e.Found {
-		return Default(want)
+		return want.WithDefaultHome()
 	}
 	return spec.User{Name: e.Name, UID: want.UID, GID: e.GID, Home: e.Home}
 }
 
 // Lookup finds want.UID in the /etc/passwd of base image ref and returns that
 // account (name, home and GID from the base). When the base has no such
-// account it returns Default(want).
+// account it returns want.WithDefaultHome(): the configured account, which
+// the bootstrap creates.
 func Lookup(ctx context.Context, ref string, want spec.User, opts Options) (spec.User, error) {
 	refs, err := candidates(ref, opts)
 	if err != nil {

@@ -23,12 +23,6 @@ func Header(rel string) string { return "# " + rel + " (generated -- do not edit
 // ContainerfilePath is the Containerfile of image, relative to the project.
 func ContainerfilePath(image string) string { return ".build/" + image + "/Containerfile" }
 
-// RoutesPath is the traefik routes file of image, relative to the project.
-func RoutesPath(image string) string { return ".build/" + image + "/traefik-routes.yml" }
-
-// FragmentsDir holds image's supervisord fragments, relative to the project.
-func FragmentsDir(image string) string { return ".build/" + image + "/fragments" }
-
 // Containerfile renders img: its stages, FROM, then its parts in the
 // plan's order (plan.Image.Walk).
 func Containerfile(img *plan.Image) ([]byte, error) {
@@ -68,14 +62,14 @@ func Containerfile(img *plan.Image) ([]byte, error) {
 	if img.Routes != nil {
 		w.blank()
 		w.line("FROM scratch AS " + plan.StageTraefik)
-		w.line("COPY " + RoutesPath(img.Name) + " /routes.yml")
+		w.line("COPY " + plan.RoutesPath(img.Name) + " /routes.yml")
 	}
 	if len(img.Fragments) > 0 {
 		w.blank()
 		w.line("FROM scratch AS " + plan.StageSupervisord)
 		var srcs []string
 		for _, f := range img.Fragments {
-			srcs = append(srcs, FragmentsDir(img.Name)+"/"+f.Name)
+			srcs = append(srcs, plan.FragmentsDir(img.Name)+"/"+f.Name)
 		}
 		// Thousands of fragments would not fit one line: a COPY per chunk.
 		dst := " " + plan.FragmentsMount + "/"

@@ -43,13 +43,13 @@ func Files(plans []*plan.Image) (map[string][]byte, error) {
 		}
 		out[ContainerfilePath(img.Name)] = cfs[i]
 		if img.Routes != nil {
-			out[RoutesPath(img.Name)] = img.Routes
+			out[plan.RoutesPath(img.Name)] = img.Routes
 		}
 		for _, f := range img.Fragments {
 			if f.Name != filepath.Base(f.Name) || !strings.HasSuffix(f.Name, ".conf") {
 				return nil, fmt.Errorf("image %q: bad fragment name %q", img.Name, f.Name)
 			}
-			out[FragmentsDir(img.Name)+"/"+f.Name] = f.Content
+			out[plan.FragmentsDir(img.Name)+"/"+f.Name] = f.Content
 		}
 	}
 	hcl, err := Bake(plans)
@@ -120,13 +120,13 @@ func prune(dir string, plans []*plan.Image, p *spec.Project, files map[string][]
 		}
 	}
 	for _, img := range plans {
-		rel := RoutesPath(img.Name)
+		rel := plan.RoutesPath(img.Name)
 		if _, ok := files[rel]; !ok {
 			if err := removeGenerated(dir, rel); err != nil {
 				return err
 			}
 		}
-		fd := FragmentsDir(img.Name)
+		fd := plan.FragmentsDir(img.Name)
 		if err := builddir.Check(dir, fd); err != nil {
 			return err
 		}

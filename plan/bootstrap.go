@@ -1,7 +1,6 @@
 package plan
 
 import (
-	"fmt"
 	"net/url"
 	"regexp"
 	"strings"
@@ -15,14 +14,14 @@ func checkTaskSource(t TaskSource) error {
 	u, err := url.Parse(t.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
 		strings.ContainsFunc(t.URL, func(r rune) bool { return r <= ' ' || r == 0x7f || r == '\'' || r == '"' || r == '\\' }) {
-		return fmt.Errorf("task download location %q: want an http(s) URL of the directory holding task_linux_<arch>.tar.gz", t.URL)
+		return inputErr(spec.Pos{}, "task download location %q: want an http(s) URL of the directory holding task_linux_<arch>.tar.gz", t.URL)
 	}
 	for arch, sum := range t.SHA256 {
 		if arch != "amd64" && arch != "arm64" {
-			return fmt.Errorf("task sha256: unknown architecture %q (want amd64 or arm64)", arch)
+			return inputErr(spec.Pos{}, "task sha256: unknown architecture %q (want amd64 or arm64)", arch)
 		}
 		if !shaRE.MatchString(sum) {
-			return fmt.Errorf("task sha256 for %s: %q is not 64 hex digits", arch, sum)
+			return inputErr(spec.Pos{}, "task sha256 for %s: %q is not 64 hex digits", arch, sum)
 		}
 	}
 	return nil

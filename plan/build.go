@@ -102,9 +102,9 @@ func selectImages(p *spec.Project, names []string) ([]string, error) {
 		img := p.Images[n]
 		switch {
 		case img == nil:
-			return nil, fmt.Errorf("image %q is not in images.yml", n)
+			return nil, inputErr(spec.Pos{}, "image %q is not in images.yml", n)
 		case !img.Enabled:
-			return nil, fmt.Errorf("image %q is disabled (enabled: false)", n)
+			return nil, inputErr(spec.Pos{}, "image %q is disabled (enabled: false)", n)
 		}
 		for _, c := range p.Chain(img) {
 			want[c.Name] = true
@@ -130,7 +130,7 @@ type builder struct {
 func newBuilder(ctx context.Context, p *spec.Project, opts Options) *builder {
 	if opts.Users == nil {
 		opts.Users = func(_ context.Context, _ string, want spec.User) (spec.User, error) {
-			return defaultUser(want), nil
+			return want.WithDefaultHome(), nil
 		}
 	}
 	return &builder{ctx: ctx, p: p, opts: opts, users: map[string]spec.User{}, plans: map[string]*Image{}}
@@ -138,15 +138,15 @@ func newBuilder(ctx context.Context, p *spec.Project, opts Options) *builder {
 
 func checkRef(what, ref string) error {
 	if _, err := reference.ParseNormalizedNamed(ref); err != nil {
-		return fmt.Errorf("%s %q is not a valid image reference: %v", what, ref, err)
+		return inputErr(spec.Pos{}, "%s %q is not a valid image reference: %v", what, ref, err)
 	}
 	return nil
 }
 
 // image plans one image; its parent, if any, is already planned.
 func (b *builder) image(img *spec.Image) (*Image, error) {
-	if !spec.ValidName(img.Name) {
-		return nil, fmt.Errorf("%s: image name %q cannot name a build target", img.Pos, img.Name)
+	if err := spec.CheckName("image", img.Name); err != nil {
+		return nil, inputErr(img.Pos, "%v", err)
 	}
 	u, ownUser, err := b.user(img)
 	if err != nil {
@@ -162,7 +162,7 @@ func (b *builder) image(img *spec.Image) (*Image, error) {
 	}
 	for _, t := range pl.Tags {
 		if strings.HasSuffix(t, ":") {
-			return nil, fmt.Errorf("tag %q has no version (no CalVer given)", t)
+			return nil, inputErr(spec.Pos{}, "tag %q has no version (no CalVer given)", t)
 		}
 		if err := checkRef("tag", t); err != nil {
 			return nil, err
@@ -171,7 +171,7 @@ func (b *builder) image(img *spec.Image) (*Image, error) {
 	if img.Parent != "" {
 		parent := b.plans[img.Parent]
 		if parent == nil {
-			return nil, fmt.Errorf("base image %q is not planned (is it enabled?)", img.Parent)
+			return nil, inputErr(spec.Pos{}, "base image %q is not planned (is it enabled?)", img.Parent)
 		}
 		pl.Parent = img.Parent
 		pl.ParentRef = parent.Tags[len(parent.Tags)-1] // :latest for "auto": stable across runs
@@ -185,10 +185,10 @@ func (b *builder) image(img *spec.Image) (*Image, error) {
 	own := b.p.LayersOf(img)
 	for i, l := range own {
 		if l == nil {
-			return nil, fmt.Errorf("layer %q is not in layers/", img.Install[i])
+			return nil, inputErr(spec.Pos{}, "layer %q is not in layers/", img.Install[i])
 		}
-		if err := checkLayerName(l.Name); err != nil {
-			return nil, err
+		if err := spec.CheckName("layer", l.Name); err != nil {
+			return nil, inputErr(spec.Pos{File: l.Pos.File}, "%v", err)
 		}
 	}
 	uid := strconv.Itoa(u.UID)
@@ -203,13 +203,13 @@ func (b *builder) image(img *spec.Image) (*Image, error) {
 	env, paths := spec.Env(own, u.Home)
 	for _, kv := range env {
 		if err := spec.CheckEnvValue(kv.Value); err != nil {
-			return nil, fmt.Errorf("env %s (from %s): %w", kv.Key, envSource(own, kv.Key), err)
+			return nil, inputErr(spec.Pos{}, "env %s (from %s): %v", kv.Key, envSource(own, kv.Key), err)
 		}
 		pl.Env = append(pl.Env, EnvVar{Key: kv.Key, Value: kv.Value})
 	}
 	for _, pa := range paths {
 		if err := spec.CheckEnvValue(pa); err != nil {
-			return nil, fmt.Errorf("path_append %q: %w", pa, err)
+			return nil, inputErr(spec.Pos{}, "path_append %q: %v", pa, err)
 		}
 	}
 	pl.PathAppend = paths
@@ -305,14 +305,11 @@ func (b *builder) chainLayers(img *spec.Image) []*spec.Layer {
 	return out
 }
 
-func checkLayerName(n string) error {
-	switch {
-	case !spec.ValidName(n):
-		return fmt.Errorf("layer name %q cannot name a build stage", n)
-	case spec.ReservedStage(n):
-		return fmt.Errorf("layer name %q is reserved for a build stage", n)
-	}
-	return nil
+// inputErr is a mistake in what Build was given (the project, the options,
+// a base's account) rather than a failure to read it: a *spec.Error, at pos
+// when known.
+func inputErr(pos spec.Pos, format string, args ...any) error {
+	return &spec.Error{Pos: pos, Msg: fmt.Sprintf(format, args...)}
 }
 
 // envSource names the layer.yml that sets key last, for messages.

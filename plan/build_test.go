@@ -3,10 +3,12 @@ package plan_test
 import (
 	"context"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 
 	"gopkg.in/yaml.v3"
@@ -158,7 +160,8 @@ func TestUsers(t *testing.T) {
 	_, err = plan.Build(family(t), nil, plan.Options{CalVer: "1", Users: func(context.Context, string, spec.User) (spec.User, error) {
 		return spec.User{}, errors.New("registry down")
 	}})
-	if err == nil || !strings.Contains(err.Error(), "registry down") || !strings.Contains(err.Error(), `image "base"`) {
+	var lerr *plan.LookupError
+	if !errors.As(err, &lerr) || lerr.Base != "ubuntu:24.04" || !strings.Contains(err.Error(), "registry down") || !strings.Contains(err.Error(), `image "base"`) {
 		t.Errorf("got %v", err)
 	}
 }
@@ -624,5 +627,43 @@ func TestVolumeMountPoints(t *testing.T) {
 	m = byName(first(build(t, p)))
 	if s := step("other"); s != nil {
 		t.Errorf("root image: %+v", s)
+	}
+}
+
+// Plan checks what reaches it with spec's own checks, as a *spec.Error at
+// the layer: a project made by hand (not by spec.Load) gets no further.
+func TestInputMistakesAreSpecErrors(t *testing.T) {
+	for name, c := range map[string]struct {
+		edit func(*spec.Project)
+		msg  string
+	}{
+		"route host": {func(p *spec.Project) { p.Layers["svc"].Route.Host = "a b" }, `invalid route host "a b"`},
+		"route port": {func(p *spec.Project) { p.Layers["svc"].Route.Port = 70000 }, "route: port 70000 is out of range"},
+		"layer name": {func(p *spec.Project) { p.Layers["svc"].Name = "Svc" }, `invalid layer name "Svc"`},
+	} {
+		t.Run(name, func(t *testing.T) {
+			p := family(t)
+			c.edit(p)
+			_, err := plan.Build(p, []string{"app"}, plan.Options{CalVer: "1"})
+			var serr *spec.Error
+			if !errors.As(err, &serr) || serr.Pos.File != "layers/svc/layer.yml" || !strings.Contains(serr.Msg, c.msg) {
+				t.Fatalf("got %v (%T), want a *spec.Error at layers/svc/layer.yml saying %q", err, err, c.msg)
+			}
+		})
+	}
+}
+
+// A project file plan cannot read is a failure, not the user's mistake: the
+// error keeps its type (the CLI exits 2 for it).
+func TestHeaderReadFailureKeepsItsType(t *testing.T) {
+	p := family(t)
+	if err := os.MkdirAll(filepath.Join(p.Dir, spec.HeaderFile), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_, err := plan.Build(p, []string{"app"}, plan.Options{CalVer: "1"})
+	var serr *spec.Error
+	var perr *fs.PathError
+	if errors.As(err, &serr) || !errors.As(err, &perr) || !errors.Is(err, syscall.EISDIR) {
+		t.Fatalf("got %v (%T), want the read's *fs.PathError (EISDIR) and no *spec.Error", err, err)
 	}
 }

@@ -1,19 +1,22 @@
 package plan
 
 import (
-	"fmt"
 	"regexp"
 	"strings"
+
+	"github.com/overthink/ov/spec"
 )
 
 // checkWord rejects values no shell word in a Containerfile RUN can carry (a
-// newline ends the instruction) or that are empty.
+// newline ends the instruction) or that are empty. It guards the output,
+// not the input (spec checks that, more strictly): values spec refuses but
+// a RUN can carry still plan, so the quoting is tested on them.
 func checkWord(what, s string) error {
 	if s == "" {
-		return fmt.Errorf("empty %s", what)
+		return inputErr(spec.Pos{}, "empty %s", what)
 	}
 	if strings.ContainsFunc(s, func(r rune) bool { return r < ' ' || r == 0x7f }) {
-		return fmt.Errorf("%s %q contains a control character", what, s)
+		return inputErr(spec.Pos{}, "%s %q contains a control character", what, s)
 	}
 	return nil
 }

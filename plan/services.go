@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"regexp"
 	"strconv"
 	"strings"
 
@@ -12,6 +11,14 @@ import (
 
 	"github.com/overthink/ov/spec"
 )
+
+// RoutesPath is where image's traefik routes (Image.Routes) are written,
+// relative to the project; the file's header names it.
+func RoutesPath(image string) string { return ".build/" + image + "/traefik-routes.yml" }
+
+// FragmentsDir holds image's supervisord fragments (Image.Fragments),
+// relative to the project; each fragment's header names its path.
+func FragmentsDir(image string) string { return ".build/" + image + "/fragments" }
 
 // TraefikEntryPoint is the entry point of the traefik layer's static
 // config (layers/traefik/traefik.yml) that routes are bound to.
@@ -34,7 +41,7 @@ func (b *builder) services(pl *Image, img *spec.Image, chain []*spec.Layer) erro
 			return err
 		}
 		name := fmt.Sprintf("%0*d-%s.conf", width, i+1, l.Name)
-		frags = append(frags, File{Name: name, Content: withHeader(".build/"+img.Name+"/fragments/"+name, "; ", text)})
+		frags = append(frags, File{Name: name, Content: withHeader(FragmentsDir(img.Name)+"/"+name, "; ", text)})
 	}
 	if len(frags) == 0 {
 		return nil
@@ -46,7 +53,7 @@ func (b *builder) services(pl *Image, img *spec.Image, chain []*spec.Layer) erro
 		return fmt.Errorf("supervisord header: %w", err)
 	}
 	name := strings.Repeat("0", width) + "-header.conf"
-	pl.Fragments = append([]File{{Name: name, Content: withHeader(".build/"+img.Name+"/fragments/"+name, "; ", ensureNewline(string(header)))}}, frags...)
+	pl.Fragments = append([]File{{Name: name, Content: withHeader(FragmentsDir(img.Name)+"/"+name, "; ", ensureNewline(string(header)))}}, frags...)
 	pl.Steps = append(pl.Steps, Step{Kind: Run, User: "root",
 		Shell:  "cat " + FragmentsMount + "/*.conf > /etc/supervisord.conf",
 		Mounts: []Mount{{Kind: Bind, Target: FragmentsMount, From: StageSupervisord, Source: FragmentsMount}},
@@ -65,7 +72,7 @@ pidfile=/tmp/supervisord.pid
 // it as a fragment.
 func fragment(l *spec.Layer) (string, error) {
 	if err := spec.CheckService(l.Name, l.Service); err != nil {
-		return "", fmt.Errorf("%s: %w", l.Pos.File, err)
+		return "", inputErr(spec.Pos{File: l.Pos.File}, "%v", err)
 	}
 	return ensureNewline(l.Service), nil
 }
@@ -105,11 +112,11 @@ func routes(pl *Image, img *spec.Image, chain []*spec.Layer) error {
 		if l.Route == nil {
 			continue
 		}
-		if !hostRE.MatchString(l.Route.Host) || len(l.Route.Host) > 253 {
-			return fmt.Errorf("%s: route host %q is not a DNS name", l.Pos.File, l.Route.Host)
+		if err := spec.CheckHost(l.Route.Host); err != nil {
+			return inputErr(spec.Pos{File: l.Pos.File}, "%v", err)
 		}
-		if l.Route.Port < 1 || l.Route.Port > 65535 {
-			return fmt.Errorf("%s: route port %d is out of range", l.Pos.File, l.Route.Port)
+		if err := spec.CheckPort(l.Route.Port); err != nil {
+			return inputErr(spec.Pos{File: l.Pos.File}, "route: %v", err)
 		}
 		routers[l.Name] = router{EntryPoints: []string{TraefikEntryPoint}, Rule: "Host(`" + l.Route.Host + "`)", Service: l.Name}
 		var s service
@@ -129,10 +136,8 @@ func routes(pl *Image, img *spec.Image, chain []*spec.Layer) error {
 	if err := enc.Close(); err != nil {
 		return err
 	}
-	pl.Routes = withHeader(".build/"+img.Name+"/traefik-routes.yml", "# ", y.String())
+	pl.Routes = withHeader(RoutesPath(img.Name), "# ", y.String())
 	pl.Steps = append(pl.Steps, Step{Kind: Copy, From: StageTraefik, Src: "/routes.yml", Dst: RoutesFile,
 		Desc: "COPY traefik routes"})
 	return nil
 }
-
-var hostRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$`)

@@ -14,20 +14,20 @@ import (
 // baseuser.Lookup). It returns want with a home when the base has none.
 type UserLookup func(ctx context.Context, baseRef string, want spec.User) (spec.User, error)
 
+// LookupError is a failure of Options.Users to resolve a base's user.
+type LookupError struct {
+	Base string
+	Err  error
+}
+
+func (e *LookupError) Error() string { return e.Err.Error() }
+func (e *LookupError) Unwrap() error { return e.Err }
+
 // ImageUser resolves the account img's user steps run as, as Build does
 // (users as in Options.Users): hosts that run the image need its home.
 func ImageUser(ctx context.Context, p *spec.Project, img *spec.Image, users UserLookup) (spec.User, error) {
 	u, _, err := newBuilder(ctx, p, Options{Users: users}).user(img)
 	return u, err
-}
-
-func defaultUser(want spec.User) spec.User {
-	u := want
-	u.Home = "/home/" + want.Name
-	if want.UID == 0 {
-		u.Home = "/root"
-	}
-	return u
 }
 
 // user resolves img's user: the parent's user unless img sets a user of its
@@ -39,7 +39,7 @@ func (b *builder) user(img *spec.Image) (u spec.User, own bool, err error) {
 	for base.Parent != "" {
 		parent := b.p.Images[base.Parent]
 		if parent == nil {
-			return spec.User{}, false, fmt.Errorf("base image %q is not in images.yml", base.Parent)
+			return spec.User{}, false, inputErr(spec.Pos{}, "base image %q is not in images.yml", base.Parent)
 		}
 		if base == img && parent.User == img.User && parent.UID == img.UID && parent.GID == img.GID {
 			u, _, err := b.user(parent)
@@ -59,13 +59,13 @@ func (b *builder) lookup(ref string, want spec.User) (spec.User, error) {
 	}
 	u, err := b.opts.Users(b.ctx, ref, want)
 	if err != nil {
-		return spec.User{}, err
+		return spec.User{}, &LookupError{Base: ref, Err: err}
 	}
 	if u.Home == "" {
-		u = defaultUser(u)
+		u = u.WithDefaultHome()
 	}
 	if err := checkUser(u); err != nil {
-		return spec.User{}, fmt.Errorf("base %q: %w", ref, err)
+		return spec.User{}, inputErr(spec.Pos{}, "base %q: %v", ref, err)
 	}
 	b.users[key] = u
 	return u, nil

@@ -58,7 +58,9 @@ func ReservedStage(name string) bool {
 	return slices.Contains(fixedStages, name) || strings.HasSuffix(name, PixiStageSuffix)
 }
 
-func checkName(kind, s string) error {
+// CheckName checks an image, layer or volume name (kind "image", "layer"
+// or "volume").
+func CheckName(kind, s string) error {
 	switch {
 	case !ValidName(s):
 		return fmt.Errorf("invalid %s name %q: use lowercase letters, digits and single hyphens (like \"my-%s\")", kind, clip(s), kind)
@@ -127,7 +129,8 @@ func CheckService(name, text string) error {
 	return fmt.Errorf("service has no section: start it with a header like [program:%s]", name)
 }
 
-func checkPort(p int) error {
+// CheckPort checks a port number.
+func CheckPort(p int) error {
 	if p < 1 || p > 65535 {
 		return fmt.Errorf("port %d is out of range (1-65535)", p)
 	}
@@ -145,7 +148,7 @@ func checkPortMapping(s string) error {
 		if err != nil || strings.HasPrefix(part, "+") || strings.HasPrefix(part, "-") {
 			return fmt.Errorf("invalid port mapping %q: use \"port\" or \"host:container\"", clip(s))
 		}
-		if err := checkPort(n); err != nil {
+		if err := CheckPort(n); err != nil {
 			return fmt.Errorf("invalid port mapping %q: %v", clip(s), err)
 		}
 		if part[0] == '0' { // podman and docker differ on "08080"; ov shell refuses it
@@ -261,7 +264,8 @@ func checkURL(what, s string, schemes ...string) error {
 	return nil
 }
 
-func checkHost(s string) error {
+// CheckHost checks a route host: a DNS name.
+func CheckHost(s string) error {
 	if len(s) > 253 || !dnsRE.MatchString(s) {
 		return fmt.Errorf("invalid route host %q: use a DNS name like \"app.localhost\"", clip(s))
 	}

@@ -103,7 +103,7 @@ func parseImages(d *doc, data []byte) *rawImages {
 			continue
 		}
 		seen[k.Value] = k.Line
-		if err := checkName("image", k.Value); err != nil {
+		if err := CheckName("image", k.Value); err != nil {
 			d.errf(k, "%v", err)
 			continue
 		}

@@ -93,7 +93,7 @@ func (l *loader) readLayer(name string) error {
 	rel := "layers/" + name
 	layer := &Layer{Name: name, Dir: path.Join(l.dir, rel), Pos: Pos{File: rel}}
 	src := &layerSrc{file: rel}
-	if err := checkName("layer", name); err != nil {
+	if err := CheckName("layer", name); err != nil {
 		l.errs.add(Pos{File: rel}, "%v", err)
 		return nil // the name is unusable; don't report its contents
 	}
@@ -195,7 +195,7 @@ func (l *loader) parseLayerYAML(layer *Layer, src *layerSrc, data []byte) {
 	if v, ok := f["ports"]; ok {
 		items, _ := list(d, "ports", v.val, d.integer)
 		for _, it := range items {
-			if err := checkPort(it.v); err != nil {
+			if err := CheckPort(it.v); err != nil {
 				d.errs.add(Pos{d.file, it.line}, "ports: %v", err)
 				continue
 			}
@@ -273,7 +273,7 @@ func parseRoute(d *doc, v field) *Route {
 	if !hasHost {
 		d.errf(v.key, "route: host is required")
 	} else if s, ok := d.str("route.host", h.val); ok {
-		if err := checkHost(s); err != nil {
+		if err := CheckHost(s); err != nil {
 			d.errf(h.val, "%v", err)
 		} else {
 			r.Host = s
@@ -282,7 +282,7 @@ func parseRoute(d *doc, v field) *Route {
 	if !hasPort {
 		d.errf(v.key, "route: port is required")
 	} else if n, ok := d.integer("route.port", p.val); ok {
-		if err := checkPort(n); err != nil {
+		if err := CheckPort(n); err != nil {
 			d.errf(p.val, "route: %v", err)
 		} else {
 			r.Port = n

@@ -111,3 +111,13 @@ type User struct {
 	GID  int
 	Home string
 }
+
+// WithDefaultHome is u with the home the bootstrap gives an account it
+// creates: /home/<name>, /root for UID 0.
+func (u User) WithDefaultHome() User {
+	u.Home = "/home/" + u.Name
+	if u.UID == 0 {
+		u.Home = "/root"
+	}
+	return u
+}

@@ -43,7 +43,7 @@ func parseVolumes(d *doc, n *yaml.Node) []Volume {
 		name, okName := volumeField(d, e, f, "name")
 		p, okPath := volumeField(d, e, f, "path")
 		if okName {
-			if err := checkName("volume", name); err != nil {
+			if err := CheckName("volume", name); err != nil {
 				d.errf(f["name"].val, "volumes: %v", err)
 				okName = false
 			} else if seen[name] {

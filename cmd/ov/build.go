@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -310,10 +309,7 @@ func (c *BuildCmd) plan(ctx context.Context, g *Globals, p *spec.Project) ([]*pl
 		Users:       users,
 	})
 	if err != nil {
-		if errors.Is(err, context.Canceled) {
-			return nil, err
-		}
-		return nil, userErrorf("%v", err)
+		return nil, planError(err)
 	}
 	return plans, nil
 }

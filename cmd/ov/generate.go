@@ -59,10 +59,7 @@ func (c *GenerateCmd) Run(g *Globals) error {
 		Users:       users,
 	})
 	if err != nil {
-		if errors.Is(err, context.Canceled) {
-			return err
-		}
-		return userErrorf("%v", err)
+		return planError(err)
 	}
 	lock, err := lockBuildDir(ctx, g, p)
 	if err != nil {

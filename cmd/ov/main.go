@@ -5,6 +5,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +17,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/overthink/ov/internal/builddir"
+	"github.com/overthink/ov/plan"
 	"github.com/overthink/ov/spec"
 )
 
@@ -152,11 +154,13 @@ func report(stderr io.Writer, err error) int {
 	switch {
 	case errors.As(err, &status):
 		return int(status)
+	case errors.As(err, &uerr), errors.As(err, &link):
+		// Before spec errors: a user error wrapping one (a failed plan)
+		// prints as ov's message.
+		fmt.Fprintf(stderr, "ov: %v\n", err)
+		return 1
 	case errors.As(err, &verrs), errors.As(err, &verr):
 		fmt.Fprintln(stderr, err)
-		return 1
-	case errors.As(err, &uerr), errors.As(err, &link):
-		fmt.Fprintf(stderr, "ov: %v\n", err)
 		return 1
 	default:
 		fmt.Fprintf(stderr, "ov: internal error: %v\n", err)
@@ -170,6 +174,23 @@ type userError struct{ err error }
 
 func (e *userError) Error() string { return e.err.Error() }
 func (e *userError) Unwrap() error { return e.err }
+
+// planError is a failed plan as ov reports it: a mistake in the project or
+// the flags (a spec error) and a base whose user cannot be resolved (the
+// registry, the reference, --offline-user) are the user's (exit 1);
+// anything else, such as a failure to read a project file, is ov's (exit
+// 2), and a cancellation stays one.
+func planError(err error) error {
+	var verr *spec.Error
+	var verrs spec.Errors
+	var ferr *spec.FileError
+	var lerr *plan.LookupError
+	if errors.Is(err, context.Canceled) ||
+		!errors.As(err, &verr) && !errors.As(err, &verrs) && !errors.As(err, &ferr) && !errors.As(err, &lerr) {
+		return err
+	}
+	return &userError{err: err}
+}
 
 // userErrorf returns a user error (exit 1).
 func userErrorf(format string, args ...any) error {

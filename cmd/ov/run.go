@@ -83,7 +83,7 @@ func imageVolumes(ctx context.Context, p *spec.Project, img *spec.Image, users p
 		if home == "" && spec.ExpandHome(v.Path, "\x00") != v.Path {
 			u, err := plan.ImageUser(ctx, p, img, users)
 			if err != nil {
-				return nil, userErrorf("image %q: the home its volumes are under: %v", img.Name, err)
+				return nil, planError(fmt.Errorf("image %q: the home its volumes are under: %w", img.Name, err))
 			}
 			home = u.Home
 		}
