@@ -167,45 +167,60 @@ func (c *compiler) compile(ctx context.Context) (*Image, error) {
 	c.main.st = c.main.st.Platform(c.platform)
 	c.main.init()
 
-	for _, s := range img.Bootstrap {
-		if err := c.step(ctx, s); err != nil {
-			return nil, err
-		}
-	}
-	if img.Workdir != "" {
-		c.main.workdir(img.Workdir, c.label("", "WORKDIR "+img.Workdir))
-	}
-	for _, e := range img.Env {
-		c.main.env(e.Key, e.Value)
-	}
-	if len(img.PathAppend) > 0 {
-		c.main.env("PATH", strings.Join(img.PathAppend, ":")+":"+c.main.getEnv("PATH"))
-	}
-	for _, port := range img.Expose {
-		c.main.expose(port)
-	}
-	check, err := c.detached(ctx, img.Steps)
-	if err != nil {
+	parts := &mainParts{ctx: ctx, c: c}
+	if err := img.Walk(parts); err != nil {
 		return nil, err
 	}
 	var checks []Check
 	if p := c.opt.Parent; p != nil {
 		checks = slices.Clone(p.Checks)
 	}
-	if check != nil {
-		checks = append(checks, *check)
-	}
-	if img.Lint != nil {
-		if err := c.step(ctx, *img.Lint); err != nil {
-			return nil, err
-		}
-	}
-	if img.FinalUser != "" {
-		c.main.user(img.FinalUser)
+	if parts.check != nil {
+		checks = append(checks, *parts.check)
 	}
 	c.main.finalizePlatform()
 	st := c.main.st.SetMarshalDefaults(bk.Platform(c.platform))
 	return &Image{Name: img.Name, Platform: c.platform, State: st, Config: c.main.cfg, Checks: checks}, nil
+}
+
+// mainParts applies the plan's parts to the main stage.
+type mainParts struct {
+	ctx   context.Context
+	c     *compiler
+	check *Check // the check of the detached steps, if any
+}
+
+var _ plan.Visitor = (*mainParts)(nil)
+
+func (m *mainParts) Bootstrap(s plan.Step) error { return m.c.step(m.ctx, s) }
+
+func (m *mainParts) Config(cfg plan.Config) error {
+	main := m.c.main
+	if cfg.Workdir != "" {
+		main.workdir(cfg.Workdir, m.c.label("", "WORKDIR "+cfg.Workdir))
+	}
+	for _, e := range cfg.Env {
+		main.env(e.Key, e.Value)
+	}
+	if len(cfg.PathAppend) > 0 {
+		main.env("PATH", strings.Join(cfg.PathAppend, ":")+":"+main.getEnv("PATH"))
+	}
+	for _, port := range cfg.Expose {
+		main.expose(port)
+	}
+	return nil
+}
+
+func (m *mainParts) Steps(steps []plan.Step) (err error) {
+	m.check, err = m.c.detached(m.ctx, steps)
+	return err
+}
+
+func (m *mainParts) Lint(s plan.Step) error { return m.c.step(m.ctx, s) }
+
+func (m *mainParts) User(uid string) error {
+	m.c.main.user(uid)
+	return nil
 }
 
 // Description keys naming the step an LLB vertex belongs to, so build
