@@ -30,6 +30,7 @@ import (
 	"github.com/tonistiigi/fsutil"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/overthink/ov/export"
 	"github.com/overthink/ov/plan"
 )
 
@@ -45,7 +46,7 @@ type BuildOptions struct {
 	// own.
 	Platforms []ocispecs.Platform
 	// Exporter receives every target; required.
-	Exporter Exporter
+	Exporter export.Exporter
 	// CacheImports and CacheExports apply to every target, each under a
 	// reference of its own (see CacheFor).
 	CacheImports, CacheExports []client.CacheOptionsEntry
@@ -122,7 +123,7 @@ func BuildOCI(ctx context.Context, c *client.Client, family []*plan.Image, image
 	_, err := Build(ctx, c, BuildOptions{
 		Family:   family,
 		Targets:  []string{image},
-		Exporter: OCILayoutAt(func(*plan.Image) string { return dir }),
+		Exporter: export.OCILayoutAt(func(*plan.Image) string { return dir }),
 	})
 	return err
 }

@@ -28,6 +28,8 @@ import (
 	"github.com/moby/buildkit/client"
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/overthink/ov/engine"
+	"github.com/overthink/ov/export"
 	"github.com/overthink/ov/internal/testenv"
 	"github.com/overthink/ov/plan"
 	"github.com/overthink/ov/spec"
@@ -233,7 +235,7 @@ func TestBuildFamily(t *testing.T) {
 	var st statusLog
 	res, err := Build(context.Background(), c, BuildOptions{
 		Family:   family,
-		Exporter: OCILayout(out),
+		Exporter: export.OCILayout(out),
 		Status:   st.channel(),
 	})
 	if err != nil {
@@ -353,7 +355,7 @@ func TestBuildMultiPlatform(t *testing.T) {
 	env := testenv.Get(t)
 	c := env.Client(t)
 	out := t.TempDir()
-	if _, err := Build(context.Background(), c, BuildOptions{Family: []*plan.Image{busybox()}, Exporter: OCILayout(out)}); err != nil {
+	if _, err := Build(context.Background(), c, BuildOptions{Family: []*plan.Image{busybox()}, Exporter: export.OCILayout(out)}); err != nil {
 		t.Fatal(err)
 	}
 	idx, err := layout.ImageIndexFromPath(filepath.Join(out, "bb"))
@@ -396,7 +398,7 @@ func TestBuildMultiPlatform(t *testing.T) {
 	if err := os.WriteFile(garbage, []byte("stale"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Build(context.Background(), c, BuildOptions{Family: []*plan.Image{busybox()}, Exporter: OCILayout(out)}); err != nil {
+	if _, err := Build(context.Background(), c, BuildOptions{Family: []*plan.Image{busybox()}, Exporter: export.OCILayout(out)}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(garbage); !os.IsNotExist(err) {
@@ -419,7 +421,7 @@ func TestBuildMultiPlatform(t *testing.T) {
 	// --platform narrows.
 	out2 := t.TempDir()
 	arm := ocispecs.Platform{OS: "linux", Architecture: "arm64"}
-	res, err := Build(context.Background(), c, BuildOptions{Family: []*plan.Image{busybox()}, Platforms: []ocispecs.Platform{arm}, Exporter: OCILayout(out2)})
+	res, err := Build(context.Background(), c, BuildOptions{Family: []*plan.Image{busybox()}, Platforms: []ocispecs.Platform{arm}, Exporter: export.OCILayout(out2)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -438,7 +440,7 @@ func TestBuildFailingStep(t *testing.T) {
 	img := busybox(plan.Step{Kind: plan.Run, Layer: "broken", User: "root", Desc: "broken: root.yml",
 		Shell: "echo first line; echo 'the reason it broke' >&2; exit 3"})
 	img.Platforms = []string{"linux/amd64"}
-	_, err := Build(context.Background(), c, BuildOptions{Family: []*plan.Image{img}, Exporter: OCILayout(out)})
+	_, err := Build(context.Background(), c, BuildOptions{Family: []*plan.Image{img}, Exporter: export.OCILayout(out)})
 	var se *StepError
 	if !errors.As(err, &se) {
 		t.Fatalf("err = %v (%T), want a StepError", err, err)
@@ -457,7 +459,7 @@ func TestBuildFailingStep(t *testing.T) {
 	// Other targets still build and export.
 	good := busybox()
 	good.Name, good.Platforms = "good", []string{"linux/amd64"}
-	res, err := Build(context.Background(), c, BuildOptions{Family: []*plan.Image{img, good}, Exporter: OCILayout(out)})
+	res, err := Build(context.Background(), c, BuildOptions{Family: []*plan.Image{img, good}, Exporter: export.OCILayout(out)})
 	if !errors.As(err, &se) || len(res) != 1 || res[0].Image != "good" {
 		t.Fatalf("results %+v, err %v", res, err)
 	}
@@ -472,7 +474,7 @@ func TestBuildMissingBase(t *testing.T) {
 	out := t.TempDir()
 	img := busybox()
 	img.External = "ovtest/no-such-image:1"
-	_, err := Build(context.Background(), c, BuildOptions{Family: []*plan.Image{img}, Exporter: OCILayout(out)})
+	_, err := Build(context.Background(), c, BuildOptions{Family: []*plan.Image{img}, Exporter: export.OCILayout(out)})
 	if err == nil || !strings.Contains(err.Error(), `image "bb"`) || !strings.Contains(err.Error(), `base "ovtest/no-such-image:1"`) {
 		t.Fatalf("err = %v", err)
 	}
@@ -506,7 +508,7 @@ func TestBuildCancel(t *testing.T) {
 		cancel()
 	}()
 	start := time.Now()
-	_, err := Build(ctx, c, BuildOptions{Family: []*plan.Image{img}, Exporter: OCILayout(out), Status: ch})
+	_, err := Build(ctx, c, BuildOptions{Family: []*plan.Image{img}, Exporter: export.OCILayout(out), Status: ch})
 	if err == nil || !errors.Is(err, context.Canceled) && !strings.Contains(err.Error(), "canceled") {
 		t.Fatalf("err = %v", err)
 	}
@@ -542,7 +544,7 @@ func TestBuildOCIArchive(t *testing.T) {
 	img.Platforms = []string{"linux/arm64"}
 	if _, err := Build(context.Background(), c, BuildOptions{
 		Family:   []*plan.Image{img},
-		Exporter: OCIArchive(func(*plan.Image) string { return file }),
+		Exporter: export.OCIArchive(func(*plan.Image) string { return file }),
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -602,7 +604,7 @@ func TestBuildPushFamily(t *testing.T) {
 	c := env.Client(t)
 	reg := newCountingRegistry(t)
 	family := debianFamily(t, env, reg.host+"/ov")
-	if _, err := Build(context.Background(), c, BuildOptions{Family: family, Exporter: Push(), WaitForParents: true}); err != nil {
+	if _, err := Build(context.Background(), c, BuildOptions{Family: family, Exporter: export.Push(), WaitForParents: true}); err != nil {
 		t.Fatal(err)
 	}
 	reg.mu.Lock()
@@ -642,7 +644,7 @@ func TestBuildLoadPodman(t *testing.T) {
 	img := busybox()
 	img.Platforms = []string{"linux/amd64"}
 	img.Tags = []string{"localhost/ov-load-test:1"}
-	if _, err := Build(context.Background(), c, BuildOptions{Family: []*plan.Image{img}, Exporter: Load("podman", podman...)}); err != nil {
+	if _, err := Build(context.Background(), c, BuildOptions{Family: []*plan.Image{img}, Exporter: export.Load(engine.Engine{Bin: "podman", Flags: podman})}); err != nil {
 		t.Fatal(err)
 	}
 	out, err := runCmd("podman", append(podman, "image", "inspect", "--format", "{{.Os}}/{{.Architecture}} {{.Config.User}}", "localhost/ov-load-test:1")...)
@@ -651,7 +653,7 @@ func TestBuildLoadPodman(t *testing.T) {
 	}
 
 	// Two platforms cannot be loaded.
-	_, err = Build(context.Background(), c, BuildOptions{Family: []*plan.Image{busybox()}, Exporter: Load("podman", podman...)})
+	_, err = Build(context.Background(), c, BuildOptions{Family: []*plan.Image{busybox()}, Exporter: export.Load(engine.Engine{Bin: "podman", Flags: podman})})
 	if err == nil || !strings.Contains(err.Error(), "one platform") {
 		t.Errorf("multi-platform load: %v", err)
 	}
@@ -713,7 +715,7 @@ func TestBuildLocalCache(t *testing.T) {
 	img.Platforms = []string{"linux/amd64"}
 	_, err := Build(context.Background(), c, BuildOptions{
 		Family:       []*plan.Image{img},
-		Exporter:     OCILayout(t.TempDir()),
+		Exporter:     export.OCILayout(t.TempDir()),
 		CacheExports: []client.CacheOptionsEntry{{Type: "local", Attrs: map[string]string{"dest": cache, "mode": "max"}}},
 	})
 	if err != nil {
@@ -741,7 +743,7 @@ func TestBuildLocalCache(t *testing.T) {
 	}()
 	_, err = Build(context.Background(), c, BuildOptions{
 		Family:       []*plan.Image{img},
-		Exporter:     OCILayout(t.TempDir()),
+		Exporter:     export.OCILayout(t.TempDir()),
 		CacheImports: []client.CacheOptionsEntry{{Type: "local", Attrs: map[string]string{"src": cache}}},
 		Status:       ch,
 	})

@@ -11,6 +11,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/overthink/ov/baseuser"
+	"github.com/overthink/ov/export"
 	"github.com/overthink/ov/generate"
 	"github.com/overthink/ov/internal/testenv"
 	"github.com/overthink/ov/plan"
@@ -82,7 +83,7 @@ func TestCompatBusyboxImages(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := filepath.Join(dir, ".out")
-	if _, err := Build(ctx, env.Client(t), BuildOptions{Family: plans, Exporter: OCILayout(filepath.Join(out, "ov"))}); err != nil {
+	if _, err := Build(ctx, env.Client(t), BuildOptions{Family: plans, Exporter: export.OCILayout(filepath.Join(out, "ov"))}); err != nil {
 		t.Fatalf("ov build: %v", err)
 	}
 	if err := generate.Write(dir, plans, p); err != nil {

@@ -18,6 +18,7 @@ import (
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/overthink/ov/export"
 	"github.com/overthink/ov/internal/testenv"
 	"github.com/overthink/ov/plan"
 )
@@ -146,7 +147,7 @@ func TestBuildDetachedFamily(t *testing.T) {
 	var mu sync.Mutex
 	var warns []string
 	out := t.TempDir()
-	_, err := Build(context.Background(), env.Client(t), BuildOptions{Family: []*plan.Image{parent, child}, Exporter: OCILayout(out),
+	_, err := Build(context.Background(), env.Client(t), BuildOptions{Family: []*plan.Image{parent, child}, Exporter: export.OCILayout(out),
 		Warn: func(s string) { mu.Lock(); warns = append(warns, s); mu.Unlock() }})
 	if err != nil {
 		t.Fatalf("build: %v\nnotices:\n%s", err, strings.Join(warns, "\n"))
@@ -245,7 +246,7 @@ func TestBuildDetached(t *testing.T) {
 		var mu sync.Mutex
 		log := &cachedLog{}
 		out := t.TempDir()
-		res, err := Build(ctx, c, BuildOptions{Family: []*plan.Image{mk()}, Exporter: OCILayout(out), Status: log.channel(),
+		res, err := Build(ctx, c, BuildOptions{Family: []*plan.Image{mk()}, Exporter: export.OCILayout(out), Status: log.channel(),
 			Warn: func(s string) { mu.Lock(); warns = append(warns, s); mu.Unlock() }})
 		if err != nil {
 			t.Fatal(err)

@@ -18,6 +18,7 @@ import (
 	digest "github.com/opencontainers/go-digest"
 
 	"github.com/overthink/ov/baseuser"
+	"github.com/overthink/ov/export"
 	"github.com/overthink/ov/generate"
 	"github.com/overthink/ov/internal/testenv"
 	"github.com/overthink/ov/plan"
@@ -121,7 +122,7 @@ func TestEquivalentToBake(t *testing.T) {
 		start = time.Now()
 		notices = nil
 		checks := &checkTimes{}
-		if _, err := Build(ctx, env.Client(t), BuildOptions{Family: plans, Exporter: OCILayout(filepath.Join(out, "ov")), Status: checks.channel(),
+		if _, err := Build(ctx, env.Client(t), BuildOptions{Family: plans, Exporter: export.OCILayout(filepath.Join(out, "ov")), Status: checks.channel(),
 			Warn: func(s string) { mu.Lock(); notices = append(notices, s); mu.Unlock() }}); err != nil {
 			t.Fatalf("ov build: %v", err)
 		}

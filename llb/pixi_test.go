@@ -19,6 +19,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 
 	"github.com/overthink/ov/baseuser"
+	"github.com/overthink/ov/export"
 	"github.com/overthink/ov/generate"
 	"github.com/overthink/ov/internal/testenv"
 	"github.com/overthink/ov/plan"
@@ -133,7 +134,7 @@ func TestPixiStageWithFakePixiImage(t *testing.T) {
 
 	out := filepath.Join(dir, ".out") // bake may write only below its directory
 	start := time.Now()
-	if _, err := Build(ctx, env.Client(t), BuildOptions{Family: plans, Exporter: OCILayout(filepath.Join(out, "ov"))}); err != nil {
+	if _, err := Build(ctx, env.Client(t), BuildOptions{Family: plans, Exporter: export.OCILayout(filepath.Join(out, "ov"))}); err != nil {
 		t.Fatalf("ov build: %v", err)
 	}
 	t.Logf("ov build: %s", time.Since(start).Round(time.Millisecond))

@@ -20,6 +20,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/moby/buildkit/client"
 
+	"github.com/overthink/ov/export"
 	"github.com/overthink/ov/plan"
 )
 
@@ -204,7 +205,7 @@ func Verify(ctx context.Context, c *client.Client, opt BuildOptions, dir string)
 	for _, linear := range []bool{false, true} {
 		o := opt
 		o.Linear = linear
-		o.Exporter = OCILayoutAt(func(img *plan.Image) string { return filepath.Join(dir, mode(linear), img.Name) })
+		o.Exporter = export.OCILayoutAt(func(img *plan.Image) string { return filepath.Join(dir, mode(linear), img.Name) })
 		o.Status = nil
 		forwarded := make(chan struct{})
 		if status != nil {

@@ -2,9 +2,9 @@
 // larger layers without rebuilding it (`ov merge`, `ov build --merge`).
 //
 // Plan groups layers by compressed size and WritePlan prints it (dry run);
-// Image merges as Plan says, Apply as a given plan says. Engine moves images
-// out of and back into docker or podman (`docker save` / `docker load`), and
-// Engine.Merge does the whole `ov merge <image>`.
+// Image merges as Plan says, Apply as a given plan says. FromEngine does the
+// whole `ov merge <image>`: it saves the image out of docker or podman,
+// merges it and loads it back (package engine).
 //
 // A merged layer applied on top of any lower layers gives the filesystem the
 // group's layers give, applied in order (OCI image spec semantics: a whiteout

@@ -15,6 +15,8 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"github.com/overthink/ov/engine"
 )
 
 // The test binary doubles as a fake docker when fakeEnv names its store: a
@@ -77,31 +79,8 @@ func argvLog(t *testing.T, dir string) []string {
 	return out
 }
 
-func TestEngineArgs(t *testing.T) {
-	for _, tc := range []struct {
-		bin, save, load, tag string
-	}{
-		{"", "save img:1", "load", "tag img:1 img:2"},
-		{"docker", "save img:1", "load", "tag img:1 img:2"},
-		{"/usr/local/bin/docker", "save img:1", "load", "tag img:1 img:2"},
-		{"podman", "save --format docker-archive img:1", "load", "tag img:1 img:2"},
-		{"/usr/bin/podman", "save --format docker-archive img:1", "load", "tag img:1 img:2"},
-	} {
-		e := Engine{Bin: tc.bin}
-		if got := strings.Join(e.SaveArgs("img:1"), " "); got != tc.save {
-			t.Errorf("%q save: %q, want %q", tc.bin, got, tc.save)
-		}
-		if got := strings.Join(e.LoadArgs(), " "); got != tc.load {
-			t.Errorf("%q load: %q, want %q", tc.bin, got, tc.load)
-		}
-		if got := strings.Join(e.TagArgs("img:1", "img:2"), " "); got != tc.tag {
-			t.Errorf("%q tag: %q, want %q", tc.bin, got, tc.tag)
-		}
-	}
-}
-
 // fakeStore puts img into a fake engine store under ref.
-func fakeStore(t *testing.T, ref string, layers [][]byte) (dir string, e Engine) {
+func fakeStore(t *testing.T, ref string, layers [][]byte) (dir string, e engine.Engine) {
 	t.Helper()
 	dir = t.TempDir()
 	t.Setenv(fakeEnv, dir)
@@ -112,7 +91,7 @@ func fakeStore(t *testing.T, ref string, layers [][]byte) (dir string, e Engine)
 	if err := tarball.WriteToFile(archivePath(dir, ref), tag, testImage(t, layers, false, nil)); err != nil {
 		t.Fatal(err)
 	}
-	return dir, Engine{Bin: os.Args[0], TempDir: t.TempDir()}
+	return dir, engine.Engine{Bin: os.Args[0], TempDir: t.TempDir()}
 }
 
 func TestEngineMerge(t *testing.T) {
@@ -122,7 +101,7 @@ func TestEngineMerge(t *testing.T) {
 	var report, stderr bytes.Buffer
 	e.Stderr = &stderr
 	ctx := context.Background()
-	groups, err := e.Merge(ctx, Request{Ref: ref, MaxBytes: 1 << 40, Report: &report})
+	groups, err := FromEngine(ctx, e, Request{Ref: ref, MaxBytes: 1 << 40, Report: &report})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,7 +141,7 @@ func TestEngineMerge(t *testing.T) {
 		t.Fatal(err)
 	}
 	os.Remove(filepath.Join(dir, "argv.log"))
-	if groups, err = e.Merge(ctx, Request{Ref: ref, MaxBytes: 1 << 40}); err != nil {
+	if groups, err = FromEngine(ctx, e, Request{Ref: ref, MaxBytes: 1 << 40}); err != nil {
 		t.Fatal(err)
 	}
 	if anyMerge(groups) {
@@ -174,7 +153,7 @@ func TestEngineMerge(t *testing.T) {
 
 	// Nothing to merge but a new name: tag it.
 	os.Remove(filepath.Join(dir, "argv.log"))
-	if _, err = e.Merge(ctx, Request{Ref: ref, Tag: ref + "-merged", MaxBytes: 1 << 40}); err != nil {
+	if _, err = FromEngine(ctx, e, Request{Ref: ref, Tag: ref + "-merged", MaxBytes: 1 << 40}); err != nil {
 		t.Fatal(err)
 	}
 	if got := argvLog(t, dir); !slices.Equal(got, []string{"save " + ref, "tag " + ref + " " + ref + "-merged"}) {
@@ -186,7 +165,7 @@ func TestEngineDryRun(t *testing.T) {
 	const ref = "localhost/dry:1"
 	dir, e := fakeStore(t, ref, genStack(t, 6, 3))
 	var report bytes.Buffer
-	groups, err := e.Merge(context.Background(), Request{Ref: ref, MaxBytes: 1 << 40, DryRun: true, Report: &report})
+	groups, err := FromEngine(context.Background(), e, Request{Ref: ref, MaxBytes: 1 << 40, DryRun: true, Report: &report})
 	if err != nil || !anyMerge(groups) {
 		t.Fatalf("groups %v, err %v", groupLayers(groups), err)
 	}
@@ -203,18 +182,18 @@ func TestEngineErrors(t *testing.T) {
 	dir, e := fakeStore(t, ref, genStack(t, 7, 3))
 	ctx := context.Background()
 
-	_, err := e.Merge(ctx, Request{Ref: "localhost/missing:1", MaxBytes: 1 << 40})
+	_, err := FromEngine(ctx, e, Request{Ref: "localhost/missing:1", MaxBytes: 1 << 40})
 	if err == nil || !strings.Contains(err.Error(), "save localhost/missing:1: exit status 1: Error response from daemon: reference does not exist") {
 		t.Fatalf("missing image: %v", err)
 	}
 
 	os.WriteFile(filepath.Join(dir, "fail-load"), nil, 0o644)
-	_, err = e.Merge(ctx, Request{Ref: ref, MaxBytes: 1 << 40})
+	_, err = FromEngine(ctx, e, Request{Ref: ref, MaxBytes: 1 << 40})
 	if err == nil || !strings.Contains(err.Error(), "load: exit status 1: Error processing tar file") {
 		t.Fatalf("failing load: %v", err)
 	}
 
-	_, err = e.Merge(ctx, Request{Ref: ref, Tag: "Not A Tag!", MaxBytes: 1 << 40})
+	_, err = FromEngine(ctx, e, Request{Ref: ref, Tag: "Not A Tag!", MaxBytes: 1 << 40})
 	if err == nil || !strings.Contains(err.Error(), `tag "Not A Tag!"`) {
 		t.Fatalf("bad tag: %v", err)
 	}
@@ -222,8 +201,8 @@ func TestEngineErrors(t *testing.T) {
 		t.Fatalf("temp files left after errors: %v", left)
 	}
 
-	missing := Engine{Bin: filepath.Join(t.TempDir(), "no-such-engine")}
-	if _, err := missing.Load(ctx, ref); err == nil || !strings.Contains(err.Error(), "no-such-engine") {
+	missing := engine.Engine{Bin: filepath.Join(t.TempDir(), "no-such-engine")}
+	if _, err := FromEngine(ctx, missing, Request{Ref: ref, MaxBytes: 1 << 40}); err == nil || !strings.Contains(err.Error(), "no-such-engine") {
 		t.Fatalf("missing engine binary: %v", err)
 	}
 }

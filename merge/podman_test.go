@@ -12,17 +12,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/overthink/ov/engine"
 	"github.com/overthink/ov/internal/hostdeps"
 )
 
-// TestPodman runs Engine.Merge against a real podman (private storage in a
+// TestPodman runs FromEngine against a real podman (private storage in a
 // temp dir) and checks that podman unpacks the merged image, through its
 // overlay driver, to the same filesystem as the original, and the same as
 // the reference flattener.
 func TestPodman(t *testing.T) {
 	hostdeps.Need(t, "podman")
 	dir := t.TempDir()
-	e := Engine{
+	e := engine.Engine{
 		Bin:     "podman",
 		Flags:   []string{"--root", filepath.Join(dir, "root"), "--runroot", filepath.Join(dir, "run"), "--storage-driver", "overlay", "--events-backend", "file"},
 		TempDir: t.TempDir(),
@@ -58,7 +59,7 @@ func TestPodman(t *testing.T) {
 	for seed := range uint64(6) {
 		ref := fmt.Sprintf("localhost/ov-merge-test:%d", seed)
 		img := testImage(t, genStack(t, 100+seed, 6), seed%2 == 0, nil)
-		if err := e.Save(ctx, img, ref); err != nil {
+		if err := e.Load(ctx, img, ref); err != nil {
 			t.Fatal(err)
 		}
 		// Export has second-resolution times and no symlink modes.
@@ -74,7 +75,7 @@ func TestPodman(t *testing.T) {
 		}
 		for _, max := range []int64{1 << 40, 1 << 10} {
 			merged := fmt.Sprintf("%s-merged-%d", ref, max)
-			groups, err := e.Merge(ctx, Request{Ref: ref, Tag: merged, MaxBytes: max})
+			groups, err := FromEngine(ctx, e, Request{Ref: ref, Tag: merged, MaxBytes: max})
 			if err != nil {
 				t.Fatal(err)
 			}

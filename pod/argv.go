@@ -4,35 +4,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-)
 
-// Engines ov can run containers with. Both take the same run flags.
-const (
-	Docker = "docker"
-	Podman = "podman"
+	"github.com/overthink/ov/engine"
 )
 
 // supervisordCmd is what `ov start` and the quadlet run in the container.
 var supervisordCmd = []string{"supervisord", "-n", "-c", "/etc/supervisord.conf"}
-
-// DetectEngine picks the engine to run containers with when neither a flag
-// nor the config names one: docker if it is installed, else podman.
-func DetectEngine(lookPath func(string) (string, error)) (string, error) {
-	for _, e := range []string{Docker, Podman} {
-		if _, err := lookPath(e); err == nil {
-			return e, nil
-		}
-	}
-	return "", fmt.Errorf("neither docker nor podman is installed: install one of them to run images")
-}
-
-// CheckEngine validates an engine named by a flag or config.
-func CheckEngine(engine string) error {
-	if engine != Docker && engine != Podman {
-		return fmt.Errorf("engine %q: want %q or %q", engine, Docker, Podman)
-	}
-	return nil
-}
 
 // Workspace resolves the host directory mounted at /workspace: dir made
 // absolute, or the current directory when dir is empty. It must exist:
@@ -81,18 +58,18 @@ type ShellOptions struct {
 // Command there is never a TTY (output stays byte-exact for scripts) and
 // stdin is attached only when it carries something: `-c` must work in CI,
 // where stdin is absent.
-func ShellArgv(engine string, img Image, o ShellOptions) ([]string, error) {
-	if err := runChecks(engine, img, o.Workspace); err != nil {
+func ShellArgv(eng string, img Image, o ShellOptions) ([]string, error) {
+	if err := runChecks(eng, img, o.Workspace); err != nil {
 		return nil, err
 	}
-	argv := []string{engine, "run", "--rm"}
+	argv := engine.Engine{Bin: eng}.RunArgv("--rm")
 	switch {
 	case o.Command == "" && o.Stdin == StdinTerminal:
 		argv = append(argv, "-it")
 	case o.Command == "" || o.Stdin != StdinNone:
 		argv = append(argv, "-i")
 	}
-	argv = append(argv, mountArgs(engine, img, o.Workspace)...)
+	argv = append(argv, mountArgs(eng, img, o.Workspace)...)
 	argv = append(argv, "--user", fmt.Sprintf("%d:%d", img.UID, img.GID))
 	argv = append(argv, publishArgs(img)...)
 	argv = append(argv, "--entrypoint", "bash", img.Ref)
@@ -105,34 +82,27 @@ func ShellArgv(engine string, img Image, o ShellOptions) ([]string, error) {
 // StartArgv is `ov start`: supervisord, detached, as the image's own USER
 // (the generated images end with `USER <uid>`; services that need root say
 // so in their supervisord fragment), removed when stopped.
-func StartArgv(engine string, img Image, workspace string) ([]string, error) {
-	if err := runChecks(engine, img, workspace); err != nil {
+func StartArgv(eng string, img Image, workspace string) ([]string, error) {
+	if err := runChecks(eng, img, workspace); err != nil {
 		return nil, err
 	}
-	argv := []string{engine, "run", "-d", "--rm", "--name", ContainerName(img.Name)}
-	argv = append(argv, mountArgs(engine, img, workspace)...)
+	argv := engine.Engine{Bin: eng}.RunArgv("-d", "--rm", "--name", ContainerName(img.Name))
+	argv = append(argv, mountArgs(eng, img, workspace)...)
 	argv = append(argv, publishArgs(img)...)
 	argv = append(argv, img.Ref)
 	return append(argv, supervisordCmd...), nil
 }
 
 // StopArgv is `ov stop`.
-func StopArgv(engine, image string) ([]string, error) {
-	if err := CheckEngine(engine); err != nil {
+func StopArgv(eng, image string) ([]string, error) {
+	if err := engine.Check(eng); err != nil {
 		return nil, err
 	}
 	if err := ValidateName(image); err != nil {
 		return nil, err
 	}
-	return []string{engine, "stop", ContainerName(image)}, nil
+	return engine.Engine{Bin: eng}.Argv("stop", ContainerName(image)), nil
 }
-
-// SaveArgv and LoadArgv are the two ends of the docker -> podman transfer.
-func SaveArgv(ref string) []string { return []string{Docker, "save", ref} }
-func LoadArgv() []string           { return []string{Podman, "load"} }
-
-// ImageExistsArgv exits 0 when podman has ref, 1 when it does not.
-func ImageExistsArgv(ref string) []string { return []string{Podman, "image", "exists", ref} }
 
 // SystemctlArgv is `systemctl --user <verb> [ov-<image>.service]`; the
 // unit is left out for verbs that take none (daemon-reload).
@@ -158,8 +128,8 @@ func LingerArgv(user string) []string {
 	return []string{"loginctl", "show-user", user, "-p", "Linger"}
 }
 
-func runChecks(engine string, img Image, workspace string) error {
-	if err := CheckEngine(engine); err != nil {
+func runChecks(eng string, img Image, workspace string) error {
+	if err := engine.Check(eng); err != nil {
 		return err
 	}
 	if err := img.Validate(); err != nil {
@@ -170,21 +140,21 @@ func runChecks(engine string, img Image, workspace string) error {
 
 // mountArgs are the workspace, the image's volumes and its GPUs; img was
 // validated.
-func mountArgs(engine string, img Image, workspace string) []string {
+func mountArgs(eng string, img Image, workspace string) []string {
 	argv := []string{"-v", workspace + ":/workspace", "-w", "/workspace"}
 	for _, v := range img.Volumes {
 		argv = append(argv, "-v", volumeSpec(img.Name, v))
 	}
 	if img.GPU {
-		argv = append(argv, gpuArgs(engine)...)
+		argv = append(argv, gpuArgs(eng)...)
 	}
 	return argv
 }
 
 // gpuArgs pass every NVIDIA GPU through: docker's --gpus (the NVIDIA
 // container toolkit), podman's CDI device.
-func gpuArgs(engine string) []string {
-	if engine == Podman {
+func gpuArgs(eng string) []string {
+	if eng == engine.Podman {
 		return []string{"--device", CDIDevice}
 	}
 	return []string{"--gpus", "all"}

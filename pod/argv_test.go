@@ -7,6 +7,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/overthink/ov/engine"
 )
 
 var testImg = Image{
@@ -22,30 +24,30 @@ func split(s string) []string { return strings.Split(s, " ") }
 func TestShellArgv(t *testing.T) {
 	rootImg := Image{Name: "root", Ref: "localhost/root:1", UID: 0, GID: 0}
 	tests := []struct {
-		name   string
-		engine string
-		img    Image
-		opts   ShellOptions
-		want   []string
+		name string
+		eng  string
+		img  Image
+		opts ShellOptions
+		want []string
 	}{
-		{"interactive terminal", Docker, testImg, ShellOptions{Workspace: "/home/u/p", Stdin: StdinTerminal},
+		{"interactive terminal", engine.Docker, testImg, ShellOptions{Workspace: "/home/u/p", Stdin: StdinTerminal},
 			split("docker run --rm -it -v /home/u/p:/workspace -w /workspace --user 1000:1000 -p 127.0.0.1:8000:8000 -p 127.0.0.1:8080:8080 --entrypoint bash ghcr.io/atrawog/fedora-test:latest")},
-		{"interactive piped", Docker, testImg, ShellOptions{Workspace: "/w", Stdin: StdinData},
+		{"interactive piped", engine.Docker, testImg, ShellOptions{Workspace: "/w", Stdin: StdinData},
 			split("docker run --rm -i -v /w:/workspace -w /workspace --user 1000:1000 -p 127.0.0.1:8000:8000 -p 127.0.0.1:8080:8080 --entrypoint bash ghcr.io/atrawog/fedora-test:latest")},
-		{"interactive no stdin", Docker, rootImg, ShellOptions{Workspace: "/w", Stdin: StdinNone},
+		{"interactive no stdin", engine.Docker, rootImg, ShellOptions{Workspace: "/w", Stdin: StdinNone},
 			split("docker run --rm -i -v /w:/workspace -w /workspace --user 0:0 --entrypoint bash localhost/root:1")},
-		{"command in CI", Docker, rootImg, ShellOptions{Workspace: "/w", Command: "make test", Stdin: StdinNone},
+		{"command in CI", engine.Docker, rootImg, ShellOptions{Workspace: "/w", Command: "make test", Stdin: StdinNone},
 			append(split("docker run --rm -v /w:/workspace -w /workspace --user 0:0 --entrypoint bash localhost/root:1 -c"), "make test")},
-		{"command with piped input", Docker, rootImg, ShellOptions{Workspace: "/w", Command: "cat", Stdin: StdinData},
+		{"command with piped input", engine.Docker, rootImg, ShellOptions{Workspace: "/w", Command: "cat", Stdin: StdinData},
 			split("docker run --rm -i -v /w:/workspace -w /workspace --user 0:0 --entrypoint bash localhost/root:1 -c cat")},
-		{"command from a terminal has no tty", Docker, rootImg, ShellOptions{Workspace: "/w", Command: "ls", Stdin: StdinTerminal},
+		{"command from a terminal has no tty", engine.Docker, rootImg, ShellOptions{Workspace: "/w", Command: "ls", Stdin: StdinTerminal},
 			split("docker run --rm -i -v /w:/workspace -w /workspace --user 0:0 --entrypoint bash localhost/root:1 -c ls")},
-		{"podman, spaces in workspace", Podman, rootImg, ShellOptions{Workspace: "/home/u/my project", Stdin: StdinTerminal},
+		{"podman, spaces in workspace", engine.Podman, rootImg, ShellOptions{Workspace: "/home/u/my project", Stdin: StdinTerminal},
 			[]string{"podman", "run", "--rm", "-it", "-v", "/home/u/my project:/workspace", "-w", "/workspace", "--user", "0:0", "--entrypoint", "bash", "localhost/root:1"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := ShellArgv(tt.engine, tt.img, tt.opts)
+			got, err := ShellArgv(tt.eng, tt.img, tt.opts)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -57,7 +59,7 @@ func TestShellArgv(t *testing.T) {
 }
 
 func TestStartStopArgv(t *testing.T) {
-	got, err := StartArgv(Docker, testImg, "/home/u/p")
+	got, err := StartArgv(engine.Docker, testImg, "/home/u/p")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +67,7 @@ func TestStartStopArgv(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("start:\ngot  %q\nwant %q", got, want)
 	}
-	got, err = StartArgv(Podman, Image{Name: "x", Ref: "x:1"}, "/w")
+	got, err = StartArgv(engine.Podman, Image{Name: "x", Ref: "x:1"}, "/w")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +75,7 @@ func TestStartStopArgv(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("start podman:\ngot  %q\nwant %q", got, want)
 	}
-	got, err = StopArgv(Docker, "fedora-test")
+	got, err = StopArgv(engine.Docker, "fedora-test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,9 +89,9 @@ func TestHostArgv(t *testing.T) {
 		got  []string
 		want string
 	}{
-		{SaveArgv("ghcr.io/x/y:1"), "docker save ghcr.io/x/y:1"},
-		{LoadArgv(), "podman load"},
-		{ImageExistsArgv("ghcr.io/x/y:1"), "podman image exists ghcr.io/x/y:1"},
+		{docker.SaveArgv("ghcr.io/x/y:1"), "docker save ghcr.io/x/y:1"},
+		{podman.LoadArgv(), "podman load"},
+		{podman.ExistsArgv("ghcr.io/x/y:1"), "podman image exists ghcr.io/x/y:1"},
 		{SystemctlArgv("daemon-reload", ""), "systemctl --user daemon-reload"},
 		{SystemctlArgv("start", "y"), "systemctl --user start ov-y.service"},
 		{SystemctlArgv("stop", "y"), "systemctl --user stop ov-y.service"},
@@ -136,56 +138,56 @@ func TestRejectsBadInput(t *testing.T) {
 		return i
 	}
 	bad := []struct {
-		name   string
-		engine string
-		img    Image
-		ws     string
-		msg    string
+		name string
+		eng  string
+		img  Image
+		ws   string
+		msg  string
 	}{
 		{"engine", "nerdctl", testImg, "/w", `engine "nerdctl"`},
 		{"empty engine", "", testImg, "/w", `engine ""`},
-		{"name with newline", Docker, mod(func(i *Image) { i.Name = "x\n[Service]" }), "/w", "image name"},
-		{"name with slash", Docker, mod(func(i *Image) { i.Name = "a/b" }), "/w", "image name"},
-		{"name starting with dash", Docker, mod(func(i *Image) { i.Name = "-rm" }), "/w", "image name"},
-		{"ref with newline", Docker, mod(func(i *Image) { i.Ref = "x:1\nExecStartPre=/bin/evil" }), "/w", "control character"},
-		{"ref with space", Docker, mod(func(i *Image) { i.Ref = "x:1 --privileged" }), "/w", "image reference"},
-		{"ref as flag", Docker, mod(func(i *Image) { i.Ref = "--privileged" }), "/w", "image reference"},
-		{"empty ref", Docker, mod(func(i *Image) { i.Ref = "" }), "/w", "image reference"},
-		{"port injection", Docker, mod(func(i *Image) { i.Ports = []string{"80\nExec=evil"} }), "/w", "port"},
-		{"negative uid", Docker, mod(func(i *Image) { i.UID = -1 }), "/w", "negative"},
-		{"relative workspace", Docker, testImg, "work", "not absolute"},
-		{"workspace newline", Docker, testImg, "/w\nExecStartPre=/bin/evil", "control character"},
-		{"workspace CR", Docker, testImg, "/w\r", "control character"},
-		{"workspace NUL", Docker, testImg, "/w\x00", "control character"},
-		{"workspace colon", Docker, testImg, "/a:/etc", "':'"},
-		{"relative volume", Docker, mod(func(i *Image) { i.Volumes = []Volume{{"data", "data"}} }), "/w", "must be absolute"},
-		{"volume at root", Docker, mod(func(i *Image) { i.Volumes = []Volume{{"data", "/"}} }), "/w", "must be absolute, not /"},
-		{"volume path colon", Docker, mod(func(i *Image) { i.Volumes = []Volume{{"data", "/a:/etc"}} }), "/w", "':'"},
-		{"volume path comma", Docker, mod(func(i *Image) { i.Volumes = []Volume{{"data", "/a,readonly"}} }), "/w", "','"},
-		{"volume path newline", Docker, mod(func(i *Image) { i.Volumes = []Volume{{"data", "/a\nExecStartPre=/bin/evil"}} }), "/w", "control character"},
-		{"volume name flag", Docker, mod(func(i *Image) { i.Volumes = []Volume{{"x --privileged", "/a"}} }), "/w", "volume name"},
-		{"volume name colon", Docker, mod(func(i *Image) { i.Volumes = []Volume{{"a:/etc", "/a"}} }), "/w", "volume name"},
-		{"volume twice", Docker, mod(func(i *Image) { i.Volumes = []Volume{{"a", "/a"}, {"a", "/b"}} }), "/w", "listed twice"},
-		{"volume paths clash", Docker, mod(func(i *Image) { i.Volumes = []Volume{{"a", "/a"}, {"b", "/a/"}} }), "/w", `already mounted by volume "a"`},
-		{"volume on workspace", Docker, mod(func(i *Image) { i.Volumes = []Volume{{"a", "/workspace"}} }), "/w", "already mounted by the workspace"},
+		{"name with newline", engine.Docker, mod(func(i *Image) { i.Name = "x\n[Service]" }), "/w", "image name"},
+		{"name with slash", engine.Docker, mod(func(i *Image) { i.Name = "a/b" }), "/w", "image name"},
+		{"name starting with dash", engine.Docker, mod(func(i *Image) { i.Name = "-rm" }), "/w", "image name"},
+		{"ref with newline", engine.Docker, mod(func(i *Image) { i.Ref = "x:1\nExecStartPre=/bin/evil" }), "/w", "control character"},
+		{"ref with space", engine.Docker, mod(func(i *Image) { i.Ref = "x:1 --privileged" }), "/w", "image reference"},
+		{"ref as flag", engine.Docker, mod(func(i *Image) { i.Ref = "--privileged" }), "/w", "image reference"},
+		{"empty ref", engine.Docker, mod(func(i *Image) { i.Ref = "" }), "/w", "image reference"},
+		{"port injection", engine.Docker, mod(func(i *Image) { i.Ports = []string{"80\nExec=evil"} }), "/w", "port"},
+		{"negative uid", engine.Docker, mod(func(i *Image) { i.UID = -1 }), "/w", "negative"},
+		{"relative workspace", engine.Docker, testImg, "work", "not absolute"},
+		{"workspace newline", engine.Docker, testImg, "/w\nExecStartPre=/bin/evil", "control character"},
+		{"workspace CR", engine.Docker, testImg, "/w\r", "control character"},
+		{"workspace NUL", engine.Docker, testImg, "/w\x00", "control character"},
+		{"workspace colon", engine.Docker, testImg, "/a:/etc", "':'"},
+		{"relative volume", engine.Docker, mod(func(i *Image) { i.Volumes = []Volume{{"data", "data"}} }), "/w", "must be absolute"},
+		{"volume at root", engine.Docker, mod(func(i *Image) { i.Volumes = []Volume{{"data", "/"}} }), "/w", "must be absolute, not /"},
+		{"volume path colon", engine.Docker, mod(func(i *Image) { i.Volumes = []Volume{{"data", "/a:/etc"}} }), "/w", "':'"},
+		{"volume path comma", engine.Docker, mod(func(i *Image) { i.Volumes = []Volume{{"data", "/a,readonly"}} }), "/w", "','"},
+		{"volume path newline", engine.Docker, mod(func(i *Image) { i.Volumes = []Volume{{"data", "/a\nExecStartPre=/bin/evil"}} }), "/w", "control character"},
+		{"volume name flag", engine.Docker, mod(func(i *Image) { i.Volumes = []Volume{{"x --privileged", "/a"}} }), "/w", "volume name"},
+		{"volume name colon", engine.Docker, mod(func(i *Image) { i.Volumes = []Volume{{"a:/etc", "/a"}} }), "/w", "volume name"},
+		{"volume twice", engine.Docker, mod(func(i *Image) { i.Volumes = []Volume{{"a", "/a"}, {"a", "/b"}} }), "/w", "listed twice"},
+		{"volume paths clash", engine.Docker, mod(func(i *Image) { i.Volumes = []Volume{{"a", "/a"}, {"b", "/a/"}} }), "/w", `already mounted by volume "a"`},
+		{"volume on workspace", engine.Docker, mod(func(i *Image) { i.Volumes = []Volume{{"a", "/workspace"}} }), "/w", "already mounted by the workspace"},
 	}
 	for _, tt := range bad {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err1 := ShellArgv(tt.engine, tt.img, ShellOptions{Workspace: tt.ws})
-			_, err2 := StartArgv(tt.engine, tt.img, tt.ws)
+			_, err1 := ShellArgv(tt.eng, tt.img, ShellOptions{Workspace: tt.ws})
+			_, err2 := StartArgv(tt.eng, tt.img, tt.ws)
 			for _, err := range []error{err1, err2} {
 				if err == nil || !strings.Contains(err.Error(), tt.msg) {
 					t.Errorf("got %v, want an error mentioning %q", err, tt.msg)
 				}
 			}
-			if tt.engine != "" && tt.engine != "nerdctl" {
+			if tt.eng != "" && tt.eng != "nerdctl" {
 				if _, err := Quadlet(tt.img, tt.ws); err == nil || !strings.Contains(err.Error(), tt.msg) {
 					t.Errorf("Quadlet: got %v, want an error mentioning %q", err, tt.msg)
 				}
 			}
 		})
 	}
-	if _, err := StopArgv(Docker, "a b"); err == nil {
+	if _, err := StopArgv(engine.Docker, "a b"); err == nil {
 		t.Error("StopArgv accepted a bad name")
 	}
 }
@@ -212,29 +214,5 @@ func TestWorkspace(t *testing.T) {
 	os.WriteFile(file, nil, 0o644)
 	if _, err := Workspace(file); err == nil || !strings.Contains(err.Error(), "not a directory") {
 		t.Errorf("file: got %v", err)
-	}
-}
-
-func TestDetectEngine(t *testing.T) {
-	have := func(names ...string) func(string) (string, error) {
-		return func(n string) (string, error) {
-			for _, h := range names {
-				if h == n {
-					return "/usr/bin/" + n, nil
-				}
-			}
-			return "", errors.New("not found")
-		}
-	}
-	for _, tt := range []struct {
-		have []string
-		want string
-	}{{[]string{"docker", "podman"}, Docker}, {[]string{"podman"}, Podman}, {[]string{"docker"}, Docker}} {
-		if got, err := DetectEngine(have(tt.have...)); err != nil || got != tt.want {
-			t.Errorf("DetectEngine(%v) = %q, %v; want %q", tt.have, got, err, tt.want)
-		}
-	}
-	if _, err := DetectEngine(have()); err == nil {
-		t.Error("DetectEngine with nothing installed: want an error")
 	}
 }

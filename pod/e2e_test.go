@@ -20,6 +20,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/overthink/ov/engine"
 )
 
 // workspace makes a host directory the image's uid 1000 can read.
@@ -73,7 +75,7 @@ func TestE2EShell(t *testing.T) {
 	ws := workspace(t, "my project") // a space in the path
 	ctx := context.Background()
 	var out, errOut bytes.Buffer
-	h := &Host{Runner: ExecRunner{}, Engine: Docker, Stdout: &out, Stderr: &errOut}
+	h := &Host{Runner: engine.ExecRunner{}, Engine: engine.Docker, Stdout: &out, Stderr: &errOut}
 
 	// No stdin (as in CI): output and exit code come through unchanged.
 	code, err := h.Shell(ctx, img, ws, "id -u; id -g; pwd; cat hello.txt; echo to-stderr >&2; exit 7")
@@ -149,7 +151,7 @@ func TestE2EStartStop(t *testing.T) {
 	img.Ports = []string{fmt.Sprintf("%d:%s", port, servicePort)}
 	ws := workspace(t, "100% ws")
 	ctx := context.Background()
-	h := &Host{Runner: ExecRunner{}, Engine: Docker, Stdout: io.Discard, Stderr: io.Discard}
+	h := &Host{Runner: engine.ExecRunner{}, Engine: engine.Docker, Stdout: io.Discard, Stderr: io.Discard}
 	img.Volumes = []Volume{{Name: "home", Path: "/home/ov"}}
 	keepInVolume(t, h, img, ws, "start")
 
@@ -211,13 +213,13 @@ type recordingRunner struct {
 	replies map[string]reply
 }
 
-func (r *recordingRunner) Run(ctx context.Context, argv []string, stdio Stdio) (int, error) {
+func (r *recordingRunner) Run(ctx context.Context, argv []string, stdio engine.Stdio) (int, error) {
 	key := strings.Join(argv, " ")
 	r.mu.Lock()
-	if argv[0] == Docker || argv[0] == Podman {
+	if argv[0] == engine.Docker || argv[0] == engine.Podman {
 		r.real = append(r.real, key)
 		r.mu.Unlock()
-		return ExecRunner{}.Run(ctx, argv, stdio)
+		return engine.ExecRunner{}.Run(ctx, argv, stdio)
 	}
 	r.faked = append(r.faked, key)
 	rep := r.replies[key]
@@ -256,7 +258,7 @@ func TestE2EPodInstallTransfersFromDocker(t *testing.T) {
 	var stderr bytes.Buffer
 	h := &Host{Runner: rec, QuadletDir: filepath.Join(t.TempDir(), "containers", "systemd"), User: "tester", Stdout: io.Discard, Stderr: &stderr}
 
-	if code, _ := (ExecRunner{}).Run(ctx, ImageExistsArgv(img.Ref), Stdio{}); code != 1 {
+	if code, _ := (engine.ExecRunner{}).Run(ctx, podman.ExistsArgv(img.Ref), engine.Stdio{}); code != 1 {
 		t.Fatalf("podman image exists before install: exit %d, want 1", code)
 	}
 	if err := h.Install(ctx, img, ws); err != nil {
@@ -270,7 +272,7 @@ func TestE2EPodInstallTransfersFromDocker(t *testing.T) {
 	if want := []string{"systemctl --user show-environment", "loginctl show-user tester -p Linger", "systemctl --user daemon-reload"}; !reflect.DeepEqual(faked, want) {
 		t.Errorf("systemd calls %q, want %q", faked, want)
 	}
-	if code, _ := (ExecRunner{}).Run(ctx, ImageExistsArgv(img.Ref), Stdio{}); code != 0 {
+	if code, _ := (engine.ExecRunner{}).Run(ctx, podman.ExistsArgv(img.Ref), engine.Stdio{}); code != 0 {
 		t.Fatalf("podman image exists after install: exit %d", code)
 	}
 	got, err := os.ReadFile(filepath.Join(h.QuadletDir, "ov-pod-e2e.container"))
@@ -303,7 +305,7 @@ func TestE2EPodInstallTransfersFromDocker(t *testing.T) {
 
 	// What the quadlet would run, run by podman with the same flags as
 	// `ov start`: the copied image works and serves the workspace.
-	ph := &Host{Runner: ExecRunner{}, Engine: Podman, Stdout: io.Discard, Stderr: io.Discard}
+	ph := &Host{Runner: engine.ExecRunner{}, Engine: engine.Podman, Stdout: io.Discard, Stderr: io.Discard}
 	if err := ph.Start(ctx, img, ws); err != nil {
 		t.Fatal(err)
 	}

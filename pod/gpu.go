@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"tags.cncf.io/container-device-interface/pkg/cdi"
+
+	"github.com/overthink/ov/engine"
 )
 
 // CDIDevice is the CDI name of every NVIDIA GPU (nvidia-ctk cdi generate).
@@ -21,12 +23,12 @@ const (
 // GPUProbe looks for an NVIDIA GPU on the host: a CDI spec defines
 // nvidia.com/gpu=all, or nvidia-smi runs successfully.
 type GPUProbe struct {
-	Runner  Runner   // runs nvidia-smi
-	CDIDirs []string // directories holding CDI specs: /etc/cdi, /var/run/cdi
+	Runner  engine.Runner // runs nvidia-smi
+	CDIDirs []string      // directories holding CDI specs: /etc/cdi, /var/run/cdi
 }
 
 // HostGPU probes this machine.
-func HostGPU() GPUProbe { return GPUProbe{Runner: ExecRunner{}, CDIDirs: cdi.DefaultSpecDirs} }
+func HostGPU() GPUProbe { return GPUProbe{Runner: engine.ExecRunner{}, CDIDirs: cdi.DefaultSpecDirs} }
 
 // WantGPU decides --gpu: on and off as said, auto as the probe finds.
 func WantGPU(ctx context.Context, mode string, probe GPUProbe) (bool, error) {
@@ -52,7 +54,7 @@ func (p GPUProbe) Present(ctx context.Context) bool {
 func (p GPUProbe) nvidiaSMI(ctx context.Context) bool {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	code, err := p.Runner.Run(ctx, []string{"nvidia-smi", "-L"}, Stdio{})
+	code, err := p.Runner.Run(ctx, []string{"nvidia-smi", "-L"}, engine.Stdio{})
 	return err == nil && code == 0 && ctx.Err() == nil
 }
 

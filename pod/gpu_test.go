@@ -7,6 +7,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/overthink/ov/engine"
 )
 
 // No GPU on this machine: detection is proven against a faked nvidia-smi
@@ -32,19 +34,19 @@ func TestGPUAndVolumesArgvNoGPUHere(t *testing.T) {
 		want string
 	}{
 		{"docker shell", func() ([]string, error) {
-			return ShellArgv(Docker, cudaImg, ShellOptions{Workspace: "/w", Command: "nvidia-smi"})
+			return ShellArgv(engine.Docker, cudaImg, ShellOptions{Workspace: "/w", Command: "nvidia-smi"})
 		}, "docker run --rm -v /w:/workspace -w /workspace -v ov-ollama-models:/home/user/.ollama/models -v ov-ollama-cache:/var/cache/ollama --gpus all --user 1000:1000 -p 127.0.0.1:11434:11434 --entrypoint bash ghcr.io/o/ollama:latest -c nvidia-smi"},
 		{"podman shell", func() ([]string, error) {
-			return ShellArgv(Podman, cudaImg, ShellOptions{Workspace: "/w", Command: "nvidia-smi"})
+			return ShellArgv(engine.Podman, cudaImg, ShellOptions{Workspace: "/w", Command: "nvidia-smi"})
 		}, "podman run --rm -v /w:/workspace -w /workspace -v ov-ollama-models:/home/user/.ollama/models -v ov-ollama-cache:/var/cache/ollama --device nvidia.com/gpu=all --user 1000:1000 -p 127.0.0.1:11434:11434 --entrypoint bash ghcr.io/o/ollama:latest -c nvidia-smi"},
-		{"docker start", func() ([]string, error) { return StartArgv(Docker, cudaImg, "/w") },
+		{"docker start", func() ([]string, error) { return StartArgv(engine.Docker, cudaImg, "/w") },
 			"docker run -d --rm --name ov-ollama -v /w:/workspace -w /workspace -v ov-ollama-models:/home/user/.ollama/models -v ov-ollama-cache:/var/cache/ollama --gpus all -p 127.0.0.1:11434:11434 ghcr.io/o/ollama:latest supervisord -n -c /etc/supervisord.conf"},
-		{"podman start", func() ([]string, error) { return StartArgv(Podman, cudaImg, "/w") },
+		{"podman start", func() ([]string, error) { return StartArgv(engine.Podman, cudaImg, "/w") },
 			"podman run -d --rm --name ov-ollama -v /w:/workspace -w /workspace -v ov-ollama-models:/home/user/.ollama/models -v ov-ollama-cache:/var/cache/ollama --device nvidia.com/gpu=all -p 127.0.0.1:11434:11434 ghcr.io/o/ollama:latest supervisord -n -c /etc/supervisord.conf"},
 		{"podman start without GPU", func() ([]string, error) {
 			img := cudaImg
 			img.GPU, img.Volumes = false, nil
-			return StartArgv(Podman, img, "/w")
+			return StartArgv(engine.Podman, img, "/w")
 		}, "podman run -d --rm --name ov-ollama -v /w:/workspace -w /workspace -p 127.0.0.1:11434:11434 ghcr.io/o/ollama:latest supervisord -n -c /etc/supervisord.conf"},
 	}
 	for _, tt := range tests {
@@ -87,7 +89,7 @@ func TestWantGPUFakedDetection(t *testing.T) {
 		return []string{filepath.Join(t.TempDir(), "missing"), dir}
 	}
 	smi := func(r reply) *fakeRunner { return &fakeRunner{replies: map[string][]reply{"nvidia-smi -L": {r}}} }
-	noSMI := reply{err: &MissingToolError{Tool: "nvidia-smi"}}
+	noSMI := reply{err: &engine.MissingToolError{Tool: "nvidia-smi"}}
 	tests := []struct {
 		name  string
 		mode  string

@@ -11,13 +11,15 @@ import (
 	"os/user"
 	"path/filepath"
 	"strings"
+
+	"github.com/overthink/ov/engine"
 )
 
 // Host runs images on this machine. The zero value is not usable; start
 // from NewHost and override fields in tests.
 type Host struct {
-	Runner     Runner
-	Engine     string // Docker or Podman, for shell/start/stop
+	Runner     engine.Runner
+	Engine     string // engine.Docker or engine.Podman, for shell/start/stop
 	QuadletDir string // "" means QuadletDir()
 	User       string // login name for the linger check; "" means the current user
 
@@ -26,8 +28,8 @@ type Host struct {
 }
 
 // NewHost runs real commands on the process's own standard streams.
-func NewHost(engine string) *Host {
-	return &Host{Runner: ExecRunner{}, Engine: engine, Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}
+func NewHost(eng string) *Host {
+	return &Host{Runner: engine.ExecRunner{}, Engine: eng, Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}
 }
 
 // Shell runs bash in img (interactive, or `bash -c command`) and returns
@@ -42,7 +44,7 @@ func (h *Host) Shell(ctx context.Context, img Image, workspace, command string) 
 	if kind != StdinNone {
 		stdin = h.Stdin
 	}
-	return h.Runner.Run(ctx, argv, Stdio{Stdin: stdin, Stdout: h.Stdout, Stderr: h.Stderr})
+	return h.Runner.Run(ctx, argv, engine.Stdio{Stdin: stdin, Stdout: h.Stdout, Stderr: h.Stderr})
 }
 
 // Start runs img's supervisord detached as container ov-<image>.
@@ -234,7 +236,7 @@ func (h *Host) unitVerb(ctx context.Context, verb, image string) error {
 		return err
 	}
 	if code == exitUnitNotLoaded {
-		return fmt.Errorf("%s: %s is not installed: run `ov pod install %s` first", displayArgv(argv), ServiceName(image), image)
+		return fmt.Errorf("%s: %s is not installed: run `ov pod install %s` first", engine.Display(argv), ServiceName(image), image)
 	}
 	if code != 0 {
 		return h.systemctlError(argv, code, stderr)
@@ -251,8 +253,8 @@ func (h *Host) quadletDir() (string, error) {
 
 // run runs argv with its stderr captured (for the error) and stdout to out.
 func (h *Host) run(ctx context.Context, argv []string, out io.Writer) (int, string, error) {
-	stderr := newTail()
-	code, err := h.Runner.Run(ctx, argv, Stdio{Stdout: out, Stderr: stderr})
+	stderr := engine.NewTail()
+	code, err := h.Runner.Run(ctx, argv, engine.Stdio{Stdout: out, Stderr: stderr})
 	return code, stderr.String(), err
 }
 
@@ -263,7 +265,7 @@ func (h *Host) check(ctx context.Context, argv []string, out io.Writer) error {
 		return err
 	}
 	if code != 0 {
-		return &ExitError{Argv: argv, Code: code, Stderr: stderr}
+		return &engine.ExitError{Argv: argv, Code: code, Stderr: stderr}
 	}
 	return nil
 }
@@ -271,8 +273,8 @@ func (h *Host) check(ctx context.Context, argv []string, out io.Writer) error {
 // passthrough runs argv on the user's terminal and returns its exit code;
 // only a missing user session becomes an error (with the fix).
 func (h *Host) passthrough(ctx context.Context, argv []string) (int, error) {
-	stderr := newTail()
-	code, err := h.Runner.Run(ctx, argv, Stdio{Stdout: h.Stdout, Stderr: tee(h.Stderr, stderr)})
+	stderr := engine.NewTail()
+	code, err := h.Runner.Run(ctx, argv, engine.Stdio{Stdout: h.Stdout, Stderr: engine.Tee(h.Stderr, stderr)})
 	if err != nil {
 		return code, err
 	}
@@ -298,7 +300,7 @@ func (h *Host) systemctlError(argv []string, code int, stderr string) error {
 	if noBus(stderr) {
 		return h.sessionError(argv, stderr)
 	}
-	return &ExitError{Argv: argv, Code: code, Stderr: stderr}
+	return &engine.ExitError{Argv: argv, Code: code, Stderr: stderr}
 }
 
 // userSession fails early, before anything is copied or written, when
@@ -319,7 +321,7 @@ func noBus(stderr string) bool {
 func (h *Host) sessionError(argv []string, stderr string) error {
 	u := h.userName()
 	return fmt.Errorf("%s: no systemd user session (%s): log in as %s directly (not through su or sudo), or run `loginctl enable-linger %s` and set XDG_RUNTIME_DIR=/run/user/$(id -u %s)",
-		displayArgv(argv), firstLine(stderr), u, u, u)
+		engine.Display(argv), firstLine(stderr), u, u, u)
 }
 
 func firstLine(s string) string {
@@ -364,7 +366,7 @@ func (h *Host) active(ctx context.Context, image string) (bool, error) {
 
 // podmanHas reports whether podman's store has ref.
 func (h *Host) podmanHas(ctx context.Context, ref string) (bool, error) {
-	argv := ImageExistsArgv(ref)
+	argv := podman.ExistsArgv(ref)
 	code, stderr, err := h.run(ctx, argv, io.Discard)
 	switch {
 	case err != nil:
@@ -374,15 +376,21 @@ func (h *Host) podmanHas(ctx context.Context, ref string) (bool, error) {
 	case code == 1:
 		return false, nil
 	}
-	return false, &ExitError{Argv: argv, Code: code, Stderr: stderr}
+	return false, &engine.ExitError{Argv: argv, Code: code, Stderr: stderr}
 }
+
+// The two ends of the docker -> podman transfer.
+var (
+	docker = engine.Engine{Bin: engine.Docker}
+	podman = engine.Engine{Bin: engine.Podman}
+)
 
 // transfer copies ref from docker's image store into podman's.
 func (h *Host) transfer(ctx context.Context, ref string) error {
 	fmt.Fprintf(h.Stderr, "copying %s from docker to podman\n", ref)
-	if err := Pipe(ctx, h.Runner, SaveArgv(ref), LoadArgv(), Stdio{Stdout: h.Stderr}); err != nil {
-		var mt *MissingToolError
-		if errors.As(err, &mt) && mt.Tool == Docker {
+	if err := engine.Pipe(ctx, h.Runner, docker.SaveArgv(ref), podman.LoadArgv(), engine.Stdio{Stdout: h.Stderr}); err != nil {
+		var mt *engine.MissingToolError
+		if errors.As(err, &mt) && mt.Tool == engine.Docker {
 			return fmt.Errorf("podman has no image %s and docker, to copy it from, is not installed: build the image, or `podman pull %s`", ref, ref)
 		}
 		return fmt.Errorf("copying %s from docker to podman: %w", ref, err)

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/overthink/ov/engine"
 )
 
 type reply struct {
@@ -28,7 +30,7 @@ type fakeRunner struct {
 	loaded  []string
 }
 
-func (f *fakeRunner) Run(_ context.Context, argv []string, stdio Stdio) (int, error) {
+func (f *fakeRunner) Run(_ context.Context, argv []string, stdio engine.Stdio) (int, error) {
 	key := strings.Join(argv, " ")
 	f.mu.Lock()
 	f.calls = append(f.calls, key)
@@ -58,7 +60,7 @@ func (f *fakeRunner) Run(_ context.Context, argv []string, stdio Stdio) (int, er
 func newFakeHost(t *testing.T, replies map[string][]reply) (*Host, *fakeRunner, *bytes.Buffer) {
 	f := &fakeRunner{replies: replies}
 	var stderr bytes.Buffer
-	return &Host{Runner: f, Engine: Docker, QuadletDir: filepath.Join(t.TempDir(), "containers", "systemd"), User: "alice",
+	return &Host{Runner: f, Engine: engine.Docker, QuadletDir: filepath.Join(t.TempDir(), "containers", "systemd"), User: "alice",
 		Stdout: io.Discard, Stderr: &stderr}, f, &stderr
 }
 
@@ -164,7 +166,7 @@ func TestInstallReportsBothSidesOfAFailedTransfer(t *testing.T) {
 func TestInstallMissingTools(t *testing.T) {
 	h, _, _ := newFakeHost(t, map[string][]reply{
 		linger: lingerOn,
-		exists: {{err: &MissingToolError{Tool: "podman", Hint: toolHints["podman"]}}},
+		exists: {{err: &engine.MissingToolError{Tool: "podman", Hint: engine.Hint("podman")}}},
 	})
 	if err := h.Install(context.Background(), testImg, "/w"); err == nil || !strings.Contains(err.Error(), "podman is not installed") {
 		t.Errorf("got %v", err)
@@ -172,7 +174,7 @@ func TestInstallMissingTools(t *testing.T) {
 	h, _, _ = newFakeHost(t, map[string][]reply{
 		linger: lingerOn,
 		exists: {{code: 1}},
-		save:   {{err: &MissingToolError{Tool: "docker", Hint: toolHints["docker"]}}},
+		save:   {{err: &engine.MissingToolError{Tool: "docker", Hint: engine.Hint("docker")}}},
 		load:   {{code: 125}},
 	})
 	if err := h.Install(context.Background(), testImg, "/w"); err == nil || !strings.Contains(err.Error(), "docker, to copy it from, is not installed") {

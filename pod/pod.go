@@ -3,20 +3,20 @@
 // services).
 //
 // Everything that decides what to run is pure and returns argv or file text
-// (argv.go, quadlet.go); Host (host.go) sequences those through a Runner, so
-// tests can record every external call.
+// (argv.go, quadlet.go); Host (host.go) sequences those through an
+// engine.Runner, so tests can record every external call.
 //
 // The CLI's whole use of the package:
 //
-//	engine := flagOrConfig // "" lets the host decide
-//	if engine == "" {
-//		engine, err = pod.DetectEngine(exec.LookPath)
+//	eng := flagOrConfig // "" lets the host decide
+//	if eng == "" {
+//		eng, err = engine.Detect(exec.LookPath)
 //	} else {
-//		err = pod.CheckEngine(engine)
+//		err = engine.Check(eng)
 //	}
 //	ws, err := pod.Workspace(flagW) // "" is the current directory
 //	img.GPU, err = pod.WantGPU(ctx, flagGPU, pod.HostGPU()) // auto, on, off
-//	h := pod.NewHost(engine)
+//	h := pod.NewHost(eng)
 //	code, err := h.Shell(ctx, img, ws, flagC) // exit with code
 //	err = h.Start(ctx, img, ws); err = h.Stop(ctx, name)
 //	err = h.Install(ctx, img, ws); err = h.Update(ctx, img); err = h.Uninstall(ctx, name)

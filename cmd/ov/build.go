@@ -16,7 +16,9 @@ import (
 	"github.com/moby/buildkit/util/progress/progressui"
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/overthink/ov/engine"
 	"github.com/overthink/ov/explain"
+	"github.com/overthink/ov/export"
 	"github.com/overthink/ov/internal/builddir"
 	"github.com/overthink/ov/llb"
 	"github.com/overthink/ov/plan"
@@ -86,7 +88,7 @@ answers, else ov's own managed buildkitd (started on demand; see ov builder).`
 // output is one parsed --push/--load/--output destination.
 type output struct {
 	desc func(image string) string // where image goes, as the summary and --dry-run say it
-	exp  llb.Exporter
+	exp  export.Dest
 }
 
 // fixed describes an output the same way for every image.
@@ -164,7 +166,7 @@ func (c *BuildCmd) Run(g *Globals) error {
 	if err := c.checkOutputDirs(p, targets); err != nil {
 		return err
 	}
-	exps := make([]llb.Exporter, len(outs))
+	exps := make([]export.Dest, len(outs))
 	for i, o := range outs {
 		exps[i] = o.exp
 	}
@@ -322,14 +324,14 @@ const ociDir = builddir.Dir + "/oci"
 func (c *BuildCmd) outputs(p *spec.Project, targets []string) ([]output, error) {
 	var outs []output
 	if c.Push {
-		outs = append(outs, output{fixed("push"), llb.Push()})
+		outs = append(outs, output{fixed("push"), export.Push()})
 	}
 	if c.Load {
-		engine, err := c.engine()
+		eng, err := c.engine()
 		if err != nil {
 			return nil, err
 		}
-		outs = append(outs, output{fixed(engine + " load"), llb.Load(engine)})
+		outs = append(outs, output{fixed(eng + " load"), export.Load(engine.Engine{Bin: eng})})
 	}
 	if c.Output != "" || len(outs) == 0 {
 		spec := c.Output
@@ -342,12 +344,12 @@ func (c *BuildCmd) outputs(p *spec.Project, targets []string) ([]output, error) 
 		}
 		switch kind {
 		case "oci":
-			outs = append(outs, output{func(image string) string { return "oci:" + shownPath(filepath.Join(dest, image)) }, llb.OCILayout(dest)})
+			outs = append(outs, output{func(image string) string { return "oci:" + shownPath(filepath.Join(dest, image)) }, export.OCILayout(dest)})
 		case "oci-archive":
 			if len(targets) != 1 {
 				return nil, userErrorf("--output oci-archive:FILE holds one image, not %d (%s); use oci:DIR or name one image", len(targets), strings.Join(targets, ", "))
 			}
-			outs = append(outs, output{fixed("oci-archive:" + shownPath(dest)), llb.OCIArchive(func(*plan.Image) string { return dest })})
+			outs = append(outs, output{fixed("oci-archive:" + shownPath(dest)), export.OCIArchive(func(*plan.Image) string { return dest })})
 		default:
 			return nil, userErrorf("--output %q: unknown type %q (want oci or oci-archive)", c.Output, kind)
 		}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"github.com/overthink/ov/export"
 	"github.com/overthink/ov/llb"
 	"github.com/overthink/ov/plan"
 	"github.com/overthink/ov/spec"
@@ -39,18 +40,18 @@ func (f MergeFlags) maxBytes(img *plan.Image) int64 {
 	return int64(mergeMaxMB(s, f.MaxMB)) << 20
 }
 
-// exporter sends what is merged through llb.Merging, so the outputs get
+// exporter sends what is merged through export.Merging, so the outputs get
 // the merged image straight from the build.
-func (f MergeFlags) exporter(exps []llb.Exporter) llb.Exporter {
+func (f MergeFlags) exporter(dests []export.Dest) export.Exporter {
 	if f.NoMerge {
-		return llb.Multi(exps...)
+		return export.Multi(dests...)
 	}
-	return llb.Merging(f.maxBytes, exps...)
+	return export.Merging(f.maxBytes, dests...)
 }
 
 // mergeNote is what the "built" line says about a merge.
 func mergeNote(r llb.Result) string {
-	if s := r.ExporterResponse[llb.MergeSummaryKey]; s != "" {
+	if s := r.ExporterResponse[export.MergeSummaryKey]; s != "" {
 		return " (merged " + s + ")"
 	}
 	return ""

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 
+	"github.com/overthink/ov/engine"
 	"github.com/overthink/ov/merge"
 	"github.com/overthink/ov/spec"
 )
@@ -54,18 +55,18 @@ func (c *MergeCmd) Run(g *Globals) error {
 		}
 		imgs = append(imgs, img)
 	}
-	engine, err := c.engine()
+	eng, err := c.engine()
 	if err != nil {
 		return err
 	}
 	ctx, stop := interruptible()
 	defer stop()
-	e := merge.Engine{Bin: engine, Stderr: g.Stderr}
+	e := engine.Engine{Bin: eng, Stderr: g.Stderr}
 	for _, img := range imgs {
 		ref := runRef(img, c.Tag)
 		maxMB := mergeMaxMB(img, c.MaxMB)
 		fmt.Fprintf(g.Stderr, "%s (max %d MB):\n", ref, maxMB)
-		_, err := e.Merge(ctx, merge.Request{Ref: ref, MaxBytes: int64(maxMB) << 20, DryRun: c.DryRun, Report: g.Stderr})
+		_, err := merge.FromEngine(ctx, e, merge.Request{Ref: ref, MaxBytes: int64(maxMB) << 20, DryRun: c.DryRun, Report: g.Stderr})
 		if err != nil {
 			return err
 		}

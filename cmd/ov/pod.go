@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 
+	"github.com/overthink/ov/engine"
 	"github.com/overthink/ov/pod"
 )
 
@@ -18,7 +19,7 @@ type PodCmd struct {
 }
 
 func podHost(g *Globals) *pod.Host {
-	h := pod.NewHost(pod.Podman)
+	h := pod.NewHost(engine.Podman)
 	h.Stdout, h.Stderr = g.Stdout, g.Stderr
 	return h
 }

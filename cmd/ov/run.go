@@ -8,6 +8,7 @@ import (
 	"path"
 	"path/filepath"
 
+	"github.com/overthink/ov/engine"
 	"github.com/overthink/ov/plan"
 	"github.com/overthink/ov/pod"
 	"github.com/overthink/ov/spec"
@@ -20,9 +21,9 @@ type EngineFlag struct {
 
 func (f EngineFlag) engine() (string, error) {
 	if f.Engine != "" {
-		return f.Engine, pod.CheckEngine(f.Engine)
+		return f.Engine, engine.Check(f.Engine)
 	}
-	e, err := pod.DetectEngine(exec.LookPath)
+	e, err := engine.Detect(exec.LookPath)
 	if err != nil {
 		return "", userErrorf("%v", err)
 	}

@@ -1,4 +1,4 @@
-package pod
+package engine
 
 import (
 	"context"
@@ -13,8 +13,6 @@ import (
 	"sync"
 	"syscall"
 	"time"
-
-	"golang.org/x/term"
 )
 
 // Stdio is the standard streams of one command. A nil Stdin reads
@@ -57,17 +55,29 @@ var toolHints = map[string]string{
 	"loginctl":   "ov pod needs a host that runs systemd-logind",
 }
 
+// Hint says how to install tool.
+func Hint(tool string) string {
+	if h := toolHints[tool]; h != "" {
+		return h
+	}
+	return "install it"
+}
+
+// lookPath is a *MissingToolError when prog is not installed.
+func lookPath(prog string) error {
+	if _, err := exec.LookPath(prog); err != nil {
+		return &MissingToolError{Tool: prog, Hint: Hint(prog)}
+	}
+	return nil
+}
+
 // Run implements Runner.
 func (ExecRunner) Run(ctx context.Context, argv []string, stdio Stdio) (int, error) {
 	if len(argv) == 0 {
 		return 0, errors.New("empty command")
 	}
-	if _, err := exec.LookPath(argv[0]); err != nil {
-		hint := toolHints[argv[0]]
-		if hint == "" {
-			hint = "install it"
-		}
-		return 0, &MissingToolError{Tool: argv[0], Hint: hint}
+	if err := lookPath(argv[0]); err != nil {
+		return 0, err
 	}
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdio.Stdin, stdio.Stdout, stdio.Stderr
@@ -110,28 +120,6 @@ func (ExecRunner) Run(ctx context.Context, argv []string, stdio Stdio) (int, err
 	}
 }
 
-// DetectStdin classifies r for ShellArgv's -i/-t choice.
-func DetectStdin(r io.Reader) StdinKind {
-	f, ok := r.(*os.File)
-	if !ok {
-		if r == nil {
-			return StdinNone
-		}
-		return StdinData
-	}
-	if term.IsTerminal(int(f.Fd())) {
-		return StdinTerminal
-	}
-	st, err := f.Stat()
-	if err != nil {
-		return StdinNone // closed
-	}
-	if st.Mode()&(os.ModeNamedPipe|os.ModeSocket) != 0 || st.Mode().IsRegular() {
-		return StdinData
-	}
-	return StdinNone // /dev/null and other devices
-}
-
 // ExitError is a command that ran and failed.
 type ExitError struct {
 	Argv   []string
@@ -140,14 +128,15 @@ type ExitError struct {
 }
 
 func (e *ExitError) Error() string {
-	msg := fmt.Sprintf("%s: exit status %d", displayArgv(e.Argv), e.Code)
+	msg := fmt.Sprintf("%s: exit status %d", Display(e.Argv), e.Code)
 	if e.Stderr != "" {
 		msg += ": " + e.Stderr
 	}
 	return msg
 }
 
-func displayArgv(argv []string) string {
+// Display is argv as a shell would take it, for messages.
+func Display(argv []string) string {
 	q := make([]string, len(argv))
 	for i, a := range argv {
 		if a == "" || strings.ContainsAny(a, " \t\"'\\$") {
@@ -158,16 +147,17 @@ func displayArgv(argv []string) string {
 	return strings.Join(q, " ")
 }
 
-// tailBuffer keeps the last max bytes written to it.
-type tailBuffer struct {
+// Tail keeps the last bytes written to it: the end of a command's stderr.
+type Tail struct {
 	mu  sync.Mutex
 	max int
 	b   []byte
 }
 
-func newTail() *tailBuffer { return &tailBuffer{max: 4096} }
+// NewTail keeps the last 4 KiB, for error messages.
+func NewTail() *Tail { return &Tail{max: 4096} }
 
-func (t *tailBuffer) Write(p []byte) (int, error) {
+func (t *Tail) Write(p []byte) (int, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.b = append(t.b, p...)
@@ -177,7 +167,7 @@ func (t *tailBuffer) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func (t *tailBuffer) String() string {
+func (t *Tail) String() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return strings.TrimSpace(string(t.b))
@@ -193,7 +183,7 @@ func Pipe(ctx context.Context, r Runner, from, to []string, stdio Stdio) error {
 	if err != nil {
 		return err
 	}
-	fromErr, toErr := newTail(), newTail()
+	fromErr, toErr := NewTail(), NewTail()
 	var (
 		wg       sync.WaitGroup
 		fromCode int
@@ -203,16 +193,16 @@ func Pipe(ctx context.Context, r Runner, from, to []string, stdio Stdio) error {
 	go func() {
 		defer wg.Done()
 		defer pw.Close() // so `to` sees EOF once `from` is done
-		fromCode, fromRun = r.Run(ctx, from, Stdio{Stdout: pw, Stderr: tee(stdio.Stderr, fromErr)})
+		fromCode, fromRun = r.Run(ctx, from, Stdio{Stdout: pw, Stderr: Tee(stdio.Stderr, fromErr)})
 	}()
-	toCode, toRun := r.Run(ctx, to, Stdio{Stdin: pr, Stdout: stdio.Stdout, Stderr: tee(stdio.Stderr, toErr)})
+	toCode, toRun := r.Run(ctx, to, Stdio{Stdin: pr, Stdout: stdio.Stdout, Stderr: Tee(stdio.Stderr, toErr)})
 	pr.Close() // a `from` still writing gets EPIPE instead of blocking
 	wg.Wait()
 
 	return errors.Join(sideErr(from, fromCode, fromRun, fromErr), sideErr(to, toCode, toRun, toErr))
 }
 
-func sideErr(argv []string, code int, runErr error, stderr *tailBuffer) error {
+func sideErr(argv []string, code int, runErr error, stderr *Tail) error {
 	if runErr != nil {
 		return runErr
 	}
@@ -222,7 +212,8 @@ func sideErr(argv []string, code int, runErr error, stderr *tailBuffer) error {
 	return nil
 }
 
-func tee(w io.Writer, t *tailBuffer) io.Writer {
+// Tee writes to w (nil: nowhere) and keeps the end in t.
+func Tee(w io.Writer, t *Tail) io.Writer {
 	if w == nil {
 		return t
 	}

@@ -1,0 +1,64 @@
+package export
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/moby/buildkit/client"
+	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/overthink/ov/plan"
+)
+
+// Push pushes each image to its registry under all its tags. Registry
+// credentials come from the session (the docker config, see llb.Build).
+func Push() Dest { return push{} }
+
+type push struct{}
+
+func (p push) Prepare(_ context.Context, img *plan.Image, ps []ocispecs.Platform) (Export, error) {
+	if err := p.Check(img, ps); err != nil {
+		return nil, err
+	}
+	return entryExport{client.ExportEntry{
+		Type:  client.ExporterImage,
+		Attrs: map[string]string{"name": tagNames(img), "push": "true"},
+	}}, nil
+}
+
+func (push) Check(img *plan.Image, _ []ocispecs.Platform) error {
+	if len(img.Tags) == 0 {
+		return fmt.Errorf("image %q has no tags to push", img.Name)
+	}
+	return nil
+}
+
+func (push) Scratch(*plan.Image) string { return "" }
+
+// Deliver pushes the image (or multi-platform index) under every tag, with
+// the docker config's credentials, as BuildKit's push does. Loopback
+// registries are spoken to over plain HTTP.
+func (push) Deliver(ctx context.Context, img *plan.Image, idx v1.ImageIndex, _ string) error {
+	t, err := root(idx)
+	if err != nil {
+		return err
+	}
+	p, err := remote.NewPusher(remote.WithAuthFromKeychain(authn.DefaultKeychain), remote.WithContext(ctx), remote.WithUserAgent("ov"))
+	if err != nil {
+		return err
+	}
+	for _, tag := range img.Tags {
+		ref, err := name.ParseReference(tag)
+		if err != nil {
+			return fmt.Errorf("push %s: %w", tag, err)
+		}
+		if err := p.Push(ctx, ref, t); err != nil {
+			return fmt.Errorf("push %s: %w", tag, err)
+		}
+	}
+	return nil
+}
