@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -16,6 +17,7 @@ import (
 	"github.com/moby/buildkit/util/progress/progressui"
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/overthink/ov/build"
 	"github.com/overthink/ov/engine"
 	"github.com/overthink/ov/explain"
 	"github.com/overthink/ov/export"
@@ -30,23 +32,20 @@ type BuildCmd struct {
 	BuilderFlags `embed:""`
 	EngineFlag   `embed:""`
 	MergeFlags   `embed:""`
+	PlanFlags    `embed:""`
 
-	Images      []string          `arg:"" predictor:"image" optional:"" name:"image" help:"Images to build (default: every enabled image)."`
-	Platform    []string          `name:"platform" sep:"," placeholder:"OS/ARCH,..." help:"Build only these of each image's platforms."`
-	Push        bool              `help:"Push every tag of each image to its registry (credentials from the docker config)."`
-	Load        bool              `help:"Load each image into the container engine (the host platform unless --platform picks one)."`
-	Output      string            `short:"o" placeholder:"oci:DIR|oci-archive:FILE" help:"Write OCI image layouts to DIR/<image>, or one image as an OCI archive. Default, when neither --push nor --load is given: oci:.build/oci."`
-	Tag         string            `placeholder:"TAG" help:"Version for images with tag \"auto\": TAG + latest instead of CalVer + latest."`
-	Progress    string            `enum:"auto,tty,plain,rawjson,quiet" default:"auto" help:"Progress display: auto, tty, plain, rawjson or quiet."`
-	DryRun      bool              `name:"dry-run" help:"Print what would be built (images, platforms, tags, outputs) and stop; connects to nothing."`
-	CacheTo     []string          `name:"cache-to" sep:"none" placeholder:"type=registry,ref=REF|type=local,dest=DIR" help:"Export build cache (per image: REF's tag gets -<image>, DIR gets /<image>). Repeatable."`
-	CacheFrom   []string          `name:"cache-from" sep:"none" placeholder:"type=registry,ref=REF|type=local,src=DIR" help:"Import build cache written by --cache-to. Repeatable."`
-	TaskURL     string            `name:"task-url" env:"OV_TASK_URL" placeholder:"URL" help:"Directory URL holding task_linux_<arch>.tar.gz for the bootstrap (default: the go-task v3.54.0 release)."`
-	TaskSHA256  map[string]string `name:"task-sha256" env:"OV_TASK_SHA256" mapsep:"," placeholder:"amd64=HEX,arm64=HEX" help:"Pin the task archives by sha256, per architecture."`
-	OfflineUser bool              `name:"offline-user" help:"Do not read base images' /etc/passwd: use the configured user, uid and gid with home /home/<user> (also OV_OFFLINE=1)."`
-	NoDetach    bool              `name:"no-detach" help:"Build each image as one chain of steps, as its Containerfile does: an edit in a layer then reruns every layer after it. By default a layer's own-file steps (root.yml, package.json, Cargo.toml, user.yml) run on just what they need and are merged back, so an edit reruns only that layer and the layers depending on it."`
-	Explain     bool              `help:"Before building, print per image and layer whether the builder reuses it or rebuilds it, and why (compared with the last build recorded in .build/state/). Reuse means the build cache still has it; buildkitd may have pruned it since."`
-	Verify      bool              `help:"Build each image both detached (the default) and as one chain (as its Containerfile does), on the same builder, and compare them: for every path that differs, print the layers that wrote it and the depends line that would fix it; exit 1 on a difference. Writes no image. Run it after adding or changing layers, and in CI."`
+	Images    []string `arg:"" predictor:"image" optional:"" name:"image" help:"Images to build (default: every enabled image)."`
+	Platform  []string `name:"platform" sep:"," placeholder:"OS/ARCH,..." help:"Build only these of each image's platforms."`
+	Push      bool     `help:"Push every tag of each image to its registry (credentials from the docker config)."`
+	Load      bool     `help:"Load each image into the container engine (the host platform unless --platform picks one)."`
+	Output    string   `short:"o" placeholder:"oci:DIR|oci-archive:FILE" help:"Write OCI image layouts to DIR/<image>, or one image as an OCI archive. Default, when neither --push nor --load is given: oci:.build/oci."`
+	Progress  string   `enum:"auto,tty,plain,rawjson,quiet" default:"auto" help:"Progress display: auto, tty, plain, rawjson or quiet."`
+	DryRun    bool     `name:"dry-run" help:"Print what would be built (images, platforms, tags, outputs) and stop; connects to nothing."`
+	CacheTo   []string `name:"cache-to" sep:"none" placeholder:"type=registry,ref=REF|type=local,dest=DIR" help:"Export build cache (per image: REF's tag gets -<image>, DIR gets /<image>). Repeatable."`
+	CacheFrom []string `name:"cache-from" sep:"none" placeholder:"type=registry,ref=REF|type=local,src=DIR" help:"Import build cache written by --cache-to. Repeatable."`
+	NoDetach  bool     `name:"no-detach" help:"Build each image as one chain of steps, as its Containerfile does: an edit in a layer then reruns every layer after it. By default a layer's own-file steps (root.yml, package.json, Cargo.toml, user.yml) run on just what they need and are merged back, so an edit reruns only that layer and the layers depending on it."`
+	Explain   bool     `help:"Before building, print per image and layer whether the builder reuses it or rebuilds it, and why (compared with the last build recorded in .build/state/). Reuse means the build cache still has it; buildkitd may have pruned it since."`
+	Verify    bool     `help:"Build each image both detached (the default) and as one chain (as its Containerfile does), on the same builder, and compare them: for every path that differs, print the layers that wrote it and the depends line that would fix it; exit 1 on a difference. Writes no image. Run it after adding or changing layers, and in CI."`
 }
 
 func (c *BuildCmd) Help() string {
@@ -102,10 +101,9 @@ func (c *BuildCmd) Run(g *Globals) error {
 	if err != nil {
 		return err
 	}
-	if c.Tag != "" {
-		if err := spec.CheckTag(c.Tag); err != nil {
-			return userErrorf("--tag: %v", err)
-		}
+	opt, err := c.options(g)
+	if err != nil {
+		return err
 	}
 	if err := c.MergeFlags.check(); err != nil {
 		return err
@@ -131,31 +129,20 @@ func (c *BuildCmd) Run(g *Globals) error {
 	if err != nil {
 		return err
 	}
-	plans, err := c.plan(ctx, g, p)
-	if err != nil {
-		return err
+	plans, targets, err := build.Plan(ctx, p, c.Images, opt, narrow)
+	var perr *build.PlatformError
+	if errors.As(err, &perr) {
+		return &userError{err: err}
 	}
-	targets := c.Images
-	if len(targets) == 0 {
-		for _, pl := range plans {
-			targets = append(targets, pl.Name)
-		}
+	if err != nil {
+		return planError(err)
 	}
 	outs, err := c.outputs(p, targets)
 	if err != nil {
 		return err
 	}
-	byName := map[string]*plan.Image{}
-	for _, pl := range plans {
-		byName[pl.Name] = pl
-	}
-	for _, n := range targets {
-		if _, err := llb.Platforms(byName[n], narrow); err != nil {
-			return userErrorf("%v", err)
-		}
-	}
 	if c.DryRun {
-		return c.dryRun(g.Stdout, byName, targets, narrow, outs)
+		return c.dryRun(g.Stdout, plans, targets, narrow, outs)
 	}
 
 	lock, err := lockBuildDir(ctx, g, p)
@@ -180,19 +167,21 @@ func (c *BuildCmd) Run(g *Globals) error {
 			Family: plans, Targets: targets, Platforms: narrow, CacheImports: imports, CacheExports: exports,
 		})
 	}
-	record, err := c.record(ctx, g, p, plans, narrow, addr)
+	prep, err := build.Prepare(ctx, build.Request{Project: p, Family: plans, Targets: targets, Platforms: narrow, Builder: addr, Offline: c.offline()})
 	if err != nil {
-		return err
+		return userErrorf("%v", err)
+	}
+	if c.Explain {
+		if err := explain.Print(g.Stdout, prep.Explain()); err != nil {
+			return err
+		}
 	}
 
 	prog, err := c.startProgress(ctx, g)
 	if err != nil {
 		return err
 	}
-	results, err := llb.Build(ctx, bc, llb.BuildOptions{
-		Family:         plans,
-		Targets:        targets,
-		Platforms:      narrow,
+	rep, err := prep.Run(ctx, bc, llb.BuildOptions{
 		Exporter:       c.exporter(exps),
 		CacheImports:   imports,
 		CacheExports:   exports,
@@ -202,8 +191,10 @@ func (c *BuildCmd) Run(g *Globals) error {
 		Warn:           prog.warn,
 	})
 	prog.done(g.Stderr)
-	record.write(g.Stderr, results)
-	for _, r := range results {
+	for _, err := range rep.RecordErrs {
+		fmt.Fprintf(g.Stderr, "ov: warning: %v (ov build --explain will not know this build)\n", err)
+	}
+	for _, r := range rep.Results {
 		descs := make([]string, len(outs))
 		for i, o := range outs {
 			descs[i] = o.desc(r.Image)
@@ -298,24 +289,6 @@ func (c *BuildCmd) platforms() ([]ocispecs.Platform, error) {
 	return out, nil
 }
 
-// plan plans the targets and the parents they build on.
-func (c *BuildCmd) plan(ctx context.Context, g *Globals, p *spec.Project) ([]*plan.Image, error) {
-	users, err := userLookup(c.OfflineUser)
-	if err != nil {
-		return nil, err
-	}
-	plans, err := plan.BuildContext(ctx, p, c.Images, plan.Options{
-		CalVer:      g.CalVer(),
-		TagOverride: c.Tag,
-		Task:        plan.TaskSource{URL: c.TaskURL, SHA256: c.TaskSHA256},
-		Users:       users,
-	})
-	if err != nil {
-		return nil, planError(err)
-	}
-	return plans, nil
-}
-
 // ociDir holds the OCI layouts of a build with no output flags, relative
 // to the project.
 const ociDir = builddir.Dir + "/oci"
@@ -357,7 +330,11 @@ func (c *BuildCmd) outputs(p *spec.Project, targets []string) ([]output, error) 
 	return outs, nil
 }
 
-func (c *BuildCmd) dryRun(w io.Writer, byName map[string]*plan.Image, targets []string, narrow []ocispecs.Platform, outs []output) error {
+func (c *BuildCmd) dryRun(w io.Writer, family []*plan.Image, targets []string, narrow []ocispecs.Platform, outs []output) error {
+	byName := map[string]*plan.Image{}
+	for _, img := range family {
+		byName[img.Name] = img
+	}
 	for _, n := range targets {
 		img := byName[n]
 		ps, _ := llb.Platforms(img, narrow)

@@ -49,14 +49,21 @@ func (f *BuilderFlags) Options(g *Globals) builder.Options {
 // if that is the choice. Failures are the user's to fix (exit 1): an
 // unreachable address, TLS, permissions, a missing buildkitd.
 func (f *BuilderFlags) Connect(ctx context.Context, g *Globals) (*client.Client, error) {
-	c, err := builder.Connect(ctx, f.Options(g))
+	c, _, err := f.connectAddr(ctx, g)
+	return c, err
+}
+
+// connectAddr is Connect that also says which builder it reached: the
+// build record is only good for that builder's cache.
+func (f *BuilderFlags) connectAddr(ctx context.Context, g *Globals) (*client.Client, string, error) {
+	c, addr, err := builder.ConnectAddr(ctx, f.Options(g))
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, ctx.Err()
+			return nil, "", ctx.Err()
 		}
-		return nil, &userError{err: err}
+		return nil, "", &userError{err: err}
 	}
-	return c, nil
+	return c, addr, nil
 }
 
 // BuilderCmd manages ov's own buildkitd.

@@ -12,15 +12,11 @@ import (
 	"github.com/overthink/ov/baseuser"
 	"github.com/overthink/ov/generate"
 	"github.com/overthink/ov/plan"
-	"github.com/overthink/ov/spec"
 )
 
 // GenerateCmd writes .build/ for docker buildx bake.
 type GenerateCmd struct {
-	Tag         string            `placeholder:"TAG" help:"Version for images with tag \"auto\": TAG + latest instead of CalVer + latest."`
-	TaskURL     string            `name:"task-url" env:"OV_TASK_URL" placeholder:"URL" help:"Directory URL holding task_linux_<arch>.tar.gz for the bootstrap (default: the go-task v3.54.0 release)."`
-	TaskSHA256  map[string]string `name:"task-sha256" env:"OV_TASK_SHA256" mapsep:"," placeholder:"amd64=HEX,arm64=HEX" help:"Pin the task archives by sha256, per architecture."`
-	OfflineUser bool              `name:"offline-user" help:"Do not read base images' /etc/passwd: use the configured user, uid and gid with home /home/<user> (also OV_OFFLINE=1)."`
+	PlanFlags `embed:""`
 }
 
 func (c *GenerateCmd) Help() string {
@@ -37,27 +33,17 @@ image's /etc/passwd (cached per base digest). OV_REGISTRY_MIRRORS
 }
 
 func (c *GenerateCmd) Run(g *Globals) error {
-	if c.Tag != "" {
-		if err := spec.CheckTag(c.Tag); err != nil {
-			return userErrorf("--tag: %v", err)
-		}
+	opt, err := c.options(g)
+	if err != nil {
+		return err
 	}
 	p, err := loadProject(g)
 	if err != nil {
 		return err
 	}
-	users, err := userLookup(c.OfflineUser)
-	if err != nil {
-		return err
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	plans, err := plan.BuildContext(ctx, p, nil, plan.Options{
-		CalVer:      g.CalVer(),
-		TagOverride: c.Tag,
-		Task:        plan.TaskSource{URL: c.TaskURL, SHA256: c.TaskSHA256},
-		Users:       users,
-	})
+	plans, err := plan.BuildContext(ctx, p, nil, opt)
 	if err != nil {
 		return planError(err)
 	}

@@ -1,80 +1,57 @@
-package main
+package build
 
 import (
 	"context"
 	"fmt"
-	"io"
 	"maps"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/containerd/platforms"
-	"github.com/moby/buildkit/client"
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/overthink/ov/builder"
 	"github.com/overthink/ov/explain"
 	"github.com/overthink/ov/llb"
 	"github.com/overthink/ov/plan"
-	"github.com/overthink/ov/spec"
 )
 
 // baseTimeout bounds resolving the base digests: a registry that does not
 // answer leaves them unknown rather than holding up the build.
 const baseTimeout = 20 * time.Second
 
-// connectAddr is Connect that also says which builder it reached: the
-// build record is only good for that builder's cache.
-func (f *BuilderFlags) connectAddr(ctx context.Context, g *Globals) (*client.Client, string, error) {
-	c, addr, err := builder.ConnectAddr(ctx, f.Options(g))
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, "", ctx.Err()
-		}
-		return nil, "", &userError{err: err}
-	}
-	return c, addr, nil
-}
-
-// buildRecord is what a build is made of, fingerprinted before it starts
+// record is what a build is made of, fingerprinted before it starts
 // (explain.Record per image) and written under .build/state/ for the
 // images that built.
-type buildRecord struct {
+type record struct {
 	dir    string
-	plans  []*plan.Image
+	family []*plan.Image
 	recs   map[string]*explain.Record
 	inputs map[string]explain.Inputs
 	bases  func(wait time.Duration) map[string]explain.Base // the base digests, waiting at most wait (0: until resolved)
 }
 
-// record fingerprints the family's inputs. With --explain it waits for the
-// base digests and prints what will be reused and rebuilt; otherwise the
-// digests resolve while the build runs.
-func (c *BuildCmd) record(ctx context.Context, g *Globals, p *spec.Project, plans []*plan.Image, narrow []ocispecs.Platform, addr string) (*buildRecord, error) {
-	offline, _ := envBool("OV_OFFLINE")
-	b := &buildRecord{dir: p.Dir, plans: plans, recs: map[string]*explain.Record{}, inputs: map[string]explain.Inputs{},
-		bases: resolveBases(ctx, plans, narrow, c.OfflineUser || offline)}
-	for _, img := range plans {
-		in := explain.Inputs{Builder: addr, Platforms: platformNames(img, narrow), Layers: p.Layers}
+// newRecord fingerprints the family's inputs; the base digests resolve in
+// the background.
+func newRecord(ctx context.Context, req Request) (*record, error) {
+	narrow := req.Platforms
+	r := &record{dir: req.Project.Dir, family: req.Family, recs: map[string]*explain.Record{}, inputs: map[string]explain.Inputs{},
+		bases: resolveBases(ctx, req.Family, narrow, req.Offline)}
+	for _, img := range req.Family {
+		in := explain.Inputs{Builder: req.Builder, Platforms: platformNames(img, narrow), Layers: req.Project.Layers}
 		// Layers the last build's check attached are expected attached
 		// again.
 		var attached []string
-		if old := explain.Read(p.Dir, img.Name); old != nil {
+		if old := explain.Read(req.Project.Dir, img.Name); old != nil {
 			attached = old.Attached
 		}
-		r, err := fingerprint(img, in, attached)
+		fp, err := fingerprint(img, in, attached)
 		if err != nil {
-			return nil, userErrorf("image %q: %v", img.Name, err)
+			return nil, fmt.Errorf("image %q: %w", img.Name, err)
 		}
-		b.recs[img.Name], b.inputs[img.Name] = r, in
+		r.recs[img.Name], r.inputs[img.Name] = fp, in
 	}
-	if !c.Explain {
-		return b, nil
-	}
-	cur := b.withBases(0)
-	reps := explain.Family(cur, func(image string) *explain.Record { return explain.Read(p.Dir, image) })
-	return b, explain.Print(g.Stdout, reps)
+	return r, nil
 }
 
 // fingerprint is explain.Fingerprint of img with attached layers attached.
@@ -89,60 +66,59 @@ func fingerprint(img *plan.Image, in explain.Inputs, attached []string) (*explai
 
 // withBases fills in the base digests, waiting for them at most wait (0:
 // as long as they take).
-func (b *buildRecord) withBases(wait time.Duration) []*explain.Record {
-	bases := b.bases(wait)
-	out := make([]*explain.Record, len(b.plans))
-	for i, img := range b.plans {
-		r := b.recs[img.Name]
-		r.SetBase(bases[img.External])
-		out[i] = r
+func (r *record) withBases(wait time.Duration) []*explain.Record {
+	bases := r.bases(wait)
+	out := make([]*explain.Record, len(r.family))
+	for i, img := range r.family {
+		rec := r.recs[img.Name]
+		rec.SetBase(bases[img.External])
+		out[i] = rec
 	}
 	return out
 }
 
 // write records the built images and the parents they were built on.
-func (b *buildRecord) write(w io.Writer, results []llb.Result) {
+func (r *record) write(results []llb.Result) []error {
 	if len(results) == 0 {
-		return
+		return nil
 	}
 	built := map[string]bool{}
-	byName := map[string]*plan.Image{}
-	for _, img := range b.plans {
-		byName[img.Name] = img
-	}
+	images := byName(r.family)
 	attached := map[string][]string{}
 	for _, res := range results {
-		for img := byName[res.Image]; img != nil; img = byName[img.Parent] {
+		for img := images[res.Image]; img != nil; img = images[img.Parent] {
 			built[img.Name] = true
 		}
 		maps.Copy(attached, res.Attached)
 	}
 	// A layer the check attached (or no longer did) changes what was built.
 	for name := range built {
-		if r := b.recs[name]; !slices.Equal(r.Attached, attached[name]) {
-			if nr, err := fingerprint(byName[name], b.inputs[name], attached[name]); err == nil {
-				b.recs[name] = nr
+		if rec := r.recs[name]; !slices.Equal(rec.Attached, attached[name]) {
+			if nr, err := fingerprint(images[name], r.inputs[name], attached[name]); err == nil {
+				r.recs[name] = nr
 			}
 		}
 	}
 	// A build is not held up by a slow registry: a digest still unknown
 	// is recorded as such.
-	for _, r := range b.withBases(2 * time.Second) {
-		if !built[r.Image] {
+	var errs []error
+	for _, rec := range r.withBases(2 * time.Second) {
+		if !built[rec.Image] {
 			continue
 		}
-		if err := explain.Write(b.dir, r); err != nil {
-			fmt.Fprintf(w, "ov: warning: %v (ov build --explain will not know this build)\n", err)
+		if err := explain.Write(r.dir, rec); err != nil {
+			errs = append(errs, err)
 		}
 	}
+	return errs
 }
 
 // resolveBases resolves each distinct external base once, in the
 // background; the returned function waits for the results, keyed by
 // reference.
-func resolveBases(ctx context.Context, plans []*plan.Image, narrow []ocispecs.Platform, offline bool) func(time.Duration) map[string]explain.Base {
+func resolveBases(ctx context.Context, family []*plan.Image, narrow []ocispecs.Platform, offline bool) func(time.Duration) map[string]explain.Base {
 	want := map[string][]string{}
-	for _, img := range plans {
+	for _, img := range family {
 		if img.External == "" {
 			continue
 		}

@@ -1,0 +1,42 @@
+package main
+
+import (
+	"github.com/overthink/ov/plan"
+	"github.com/overthink/ov/spec"
+)
+
+// PlanFlags are the planning flags of ov generate and ov build: both must
+// plan the same images from the same flags.
+type PlanFlags struct {
+	Tag         string            `placeholder:"TAG" help:"Version for images with tag \"auto\": TAG + latest instead of CalVer + latest."`
+	TaskURL     string            `name:"task-url" env:"OV_TASK_URL" placeholder:"URL" help:"Directory URL holding task_linux_<arch>.tar.gz for the bootstrap (default: the go-task v3.54.0 release)."`
+	TaskSHA256  map[string]string `name:"task-sha256" env:"OV_TASK_SHA256" mapsep:"," placeholder:"amd64=HEX,arm64=HEX" help:"Pin the task archives by sha256, per architecture."`
+	OfflineUser bool              `name:"offline-user" help:"Do not read base images' /etc/passwd: use the configured user, uid and gid with home /home/<user> (also OV_OFFLINE=1)."`
+}
+
+// options checks the flags and returns the plan options for a run at g's
+// time.
+func (f PlanFlags) options(g *Globals) (plan.Options, error) {
+	if f.Tag != "" {
+		if err := spec.CheckTag(f.Tag); err != nil {
+			return plan.Options{}, userErrorf("--tag: %v", err)
+		}
+	}
+	users, err := userLookup(f.OfflineUser)
+	if err != nil {
+		return plan.Options{}, err
+	}
+	return plan.Options{
+		CalVer:      g.CalVer(),
+		TagOverride: f.Tag,
+		Task:        plan.TaskSource{URL: f.TaskURL, SHA256: f.TaskSHA256},
+		Users:       users,
+	}, nil
+}
+
+// offline reports whether ov must not ask registries about bases
+// (--offline-user or OV_OFFLINE=1).
+func (f PlanFlags) offline() bool {
+	env, _ := envBool("OV_OFFLINE")
+	return f.OfflineUser || env
+}
