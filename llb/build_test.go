@@ -43,15 +43,7 @@ var testUser = spec.User{Name: "user", UID: 1000, GID: 1000, Home: "/home/user"}
 func layerDir(t *testing.T, files map[string]string) string {
 	t.Helper()
 	dir := t.TempDir()
-	for n, content := range files {
-		p := filepath.Join(dir, n)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	writeFiles(t, dir, files)
 	return dir
 }
 
@@ -207,26 +199,6 @@ func configOf(t *testing.T, img v1.Image) *v1.ConfigFile {
 	return cf
 }
 
-// statusLog collects the vertices a build reported.
-type statusLog struct {
-	mu    sync.Mutex
-	names []string
-}
-
-func (s *statusLog) channel() chan *client.SolveStatus {
-	ch := make(chan *client.SolveStatus)
-	go func() {
-		for st := range ch {
-			s.mu.Lock()
-			for _, v := range st.Vertexes {
-				s.names = append(s.names, v.Name)
-			}
-			s.mu.Unlock()
-		}
-	}()
-	return ch
-}
-
 func TestBuildFamily(t *testing.T) {
 	env := testenv.Get(t)
 	c := env.Client(t)
@@ -244,8 +216,8 @@ func TestBuildFamily(t *testing.T) {
 	if len(res) != 2 || res[0].Image != "parent" || res[1].Image != "child" {
 		t.Fatalf("results = %+v", res)
 	}
-	if !slices.Contains(st.names, "[parent marker] marker: root.yml") {
-		t.Errorf("progress lacks the named step: %q", st.names)
+	if !slices.Contains(st.names(), "[parent marker] marker: root.yml") {
+		t.Errorf("progress lacks the named step: %q", st.names())
 	}
 
 	parent := layoutImages(t, filepath.Join(out, "parent"))["linux/amd64"]
@@ -490,25 +462,20 @@ func TestBuildCancel(t *testing.T) {
 	img.Platforms = []string{"linux/amd64"}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	ch := make(chan *client.SolveStatus)
 	started := make(chan struct{})
-	go func() {
-		once := sync.Once{}
-		for st := range ch {
-			for _, v := range st.Vertexes {
-				if v.Started != nil && strings.HasSuffix(v.Name, "slow: sleep") {
-					once.Do(func() { close(started) })
-				}
-			}
+	var once sync.Once
+	log := &statusLog{onVertex: func(v *client.Vertex) {
+		if v.Started != nil && strings.HasSuffix(v.Name, "slow: sleep") {
+			once.Do(func() { close(started) })
 		}
-	}()
+	}}
 	go func() {
 		<-started
 		time.Sleep(time.Second) // well into the step
 		cancel()
 	}()
 	start := time.Now()
-	_, err := Build(ctx, c, BuildOptions{Family: []*plan.Image{img}, Exporter: export.OCILayout(out), Status: ch})
+	_, err := Build(ctx, c, BuildOptions{Family: []*plan.Image{img}, Exporter: export.OCILayout(out), Status: log.channel()})
 	if err == nil || !errors.Is(err, context.Canceled) && !strings.Contains(err.Error(), "canceled") {
 		t.Fatalf("err = %v", err)
 	}
@@ -728,29 +695,21 @@ func TestBuildLocalCache(t *testing.T) {
 	if err := c.Prune(context.Background(), nil, client.PruneAll); err != nil {
 		t.Fatal(err)
 	}
-	ch := make(chan *client.SolveStatus)
-	cached := make(chan bool, 1)
-	go func() {
-		var hit bool
-		for st := range ch {
-			for _, v := range st.Vertexes {
-				if strings.HasSuffix(v.Name, "] arch: root.yml") && v.Cached {
-					hit = true
-				}
-			}
-		}
-		cached <- hit
-	}()
+	log := &statusLog{}
 	_, err = Build(context.Background(), c, BuildOptions{
 		Family:       []*plan.Image{img},
 		Exporter:     export.OCILayout(t.TempDir()),
 		CacheImports: []client.CacheOptionsEntry{{Type: "local", Attrs: map[string]string{"src": cache}}},
-		Status:       ch,
+		Status:       log.channel(),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !<-cached {
+	hit := false
+	for _, v := range log.all() {
+		hit = hit || v.Cached && strings.HasSuffix(v.Name, "] arch: root.yml")
+	}
+	if !hit {
 		t.Error("the step ran again instead of coming from the imported cache")
 	}
 }

@@ -2,20 +2,14 @@ package llb
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
-	"github.com/overthink/ov/baseuser"
 	"github.com/overthink/ov/export"
-	"github.com/overthink/ov/generate"
 	"github.com/overthink/ov/internal/testenv"
-	"github.com/overthink/ov/plan"
-	"github.com/overthink/ov/spec"
 )
 
 // compatProject is small and fast (busybox bases, no package installs): a
@@ -61,42 +55,13 @@ func TestCompatBusyboxImages(t *testing.T) {
 	env := testenv.Get(t)
 	ctx := context.Background()
 	dir := t.TempDir()
-	for name, content := range compatProject {
-		p := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	p, err := spec.Load(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	plans, err := plan.BuildContext(ctx, p, nil, plan.Options{
-		CalVer: spec.CalVer(time.Date(2026, 2, 16, 14, 15, 0, 0, time.UTC)),
-		Task:   plan.TaskSource{URL: env.TaskBaseURL, SHA256: env.TaskSHA256},
-		Users:  baseuser.Resolver(baseuser.Options{Mirrors: map[string]string{"docker.io": env.Registry}, CacheDir: "-"}),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	writeFiles(t, dir, compatProject)
+	p, plans := planProject(t, ctx, env, dir)
 	out := filepath.Join(dir, ".out")
 	if _, err := Build(ctx, env.Client(t), BuildOptions{Family: plans, Exporter: export.OCILayout(filepath.Join(out, "ov"))}); err != nil {
 		t.Fatalf("ov build: %v", err)
 	}
-	if err := generate.Write(dir, plans, p); err != nil {
-		t.Fatal(err)
-	}
-	bake := testenv.Bake{Dir: dir, Files: []string{generate.BakePath}}
-	for _, pl := range plans {
-		bake.Targets = append(bake.Targets, pl.Name)
-		bake.Set = append(bake.Set, pl.Name+".output=type=oci,tar=false,dest="+filepath.Join(out, "bake", pl.Name))
-	}
-	if log, err := env.Bake(ctx, bake); err != nil {
-		t.Fatalf("%v\n%s", err, log)
-	}
+	runBake(t, ctx, env, bakeAll(t, dir, p, plans, out))
 
 	want := map[string]struct {
 		user, workdir string

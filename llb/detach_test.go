@@ -3,16 +3,13 @@ package llb
 import (
 	"archive/tar"
 	"context"
-	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 
-	"github.com/moby/buildkit/client"
 	bk "github.com/moby/buildkit/client/llb"
 	"github.com/moby/buildkit/solver/pb"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
@@ -144,15 +141,13 @@ func TestBuildDetachedFamily(t *testing.T) {
 	parent.Name, parent.Platforms = "parent", []string{"linux/amd64"}
 	child := busybox(detachStep("c", "cat /etc/shells > /c.txt"))
 	child.Name, child.External, child.Parent, child.Platforms = "child", "", "parent", []string{"linux/amd64"}
-	var mu sync.Mutex
-	var warns []string
+	log := &statusLog{}
 	out := t.TempDir()
-	_, err := Build(context.Background(), env.Client(t), BuildOptions{Family: []*plan.Image{parent, child}, Exporter: export.OCILayout(out),
-		Warn: func(s string) { mu.Lock(); warns = append(warns, s); mu.Unlock() }})
+	_, err := Build(context.Background(), env.Client(t), BuildOptions{Family: []*plan.Image{parent, child}, Exporter: export.OCILayout(out), Warn: log.warn})
+	all := strings.Join(log.warns(), "\n")
 	if err != nil {
-		t.Fatalf("build: %v\nnotices:\n%s", err, strings.Join(warns, "\n"))
+		t.Fatalf("build: %v\nnotices:\n%s", err, all)
 	}
-	all := strings.Join(warns, "\n")
 	for _, want := range []string{`layer "rm" builds on every layer before it: step "rm: root.yml" failed on just the layers it depends on; one of mk, other is missing`,
 		`layer "rm" builds attached: /etc/shells is also written by layer "w"`,
 		`layer "ul" builds on every layer before it: step "ul: root.yml" failed on just the layers it depends on; one of `} {
@@ -178,34 +173,6 @@ func TestBuildDetachedFamily(t *testing.T) {
 			t.Errorf("%s: /opt/l/tool = %+v, want the file that replaced the symlink", name, got)
 		}
 	}
-}
-
-// cachedLog records, per exec command, whether BuildKit reported it cached.
-type cachedLog struct {
-	mu     sync.Mutex
-	cached map[string]bool
-	names  map[string]bool
-}
-
-func (l *cachedLog) channel() chan *client.SolveStatus {
-	l.cached, l.names = map[string]bool{}, map[string]bool{}
-	ch := make(chan *client.SolveStatus)
-	go func() {
-		for st := range ch {
-			l.mu.Lock()
-			for _, v := range st.Vertexes {
-				l.names[v.Name] = true
-				// A vertex can complete in several solves (the check,
-				// then the image): cached only if it never ran.
-				if v.Completed != nil && v.Error == "" {
-					prev, seen := l.cached[v.Name]
-					l.cached[v.Name] = v.Cached && (!seen || prev)
-				}
-			}
-			l.mu.Unlock()
-		}
-	}()
-	return ch
 }
 
 // TestBuildDetached builds detached layers on a real buildkitd: a group
@@ -240,24 +207,21 @@ func TestBuildDetached(t *testing.T) {
 		img.Depends = map[string][]string{"z": {"x"}}
 		return img
 	}
-	build := func() (map[string]entry, *cachedLog, []string) {
+	build := func() (map[string]entry, *statusLog) {
 		t.Helper()
-		var warns []string
-		var mu sync.Mutex
-		log := &cachedLog{}
+		log := &statusLog{}
 		out := t.TempDir()
-		res, err := Build(ctx, c, BuildOptions{Family: []*plan.Image{mk()}, Exporter: export.OCILayout(out), Status: log.channel(),
-			Warn: func(s string) { mu.Lock(); warns = append(warns, s); mu.Unlock() }})
+		res, err := Build(ctx, c, BuildOptions{Family: []*plan.Image{mk()}, Exporter: export.OCILayout(out), Status: log.channel(), Warn: log.warn})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if got := res[0].Attached["bb"]; !slices.Equal(got, []string{"s1", "s2", "s3"}) {
 			t.Errorf("Result.Attached = %q, want [s1 s2 s3]", got)
 		}
-		return flatten(t, layoutImages(t, filepath.Join(out, "bb"))["linux/amd64"]), log, warns
+		return flatten(t, layoutImages(t, filepath.Join(out, "bb"))["linux/amd64"]), log
 	}
 
-	fs, _, warns := build()
+	fs, log := build()
 	for p, want := range map[string]string{"/x.txt": "one\n", "/pkg.txt": "pkg\n", "/y.txt": "alone\n", "/z.txt": "one\n"} {
 		if got := fs[p].data; got != want {
 			t.Errorf("%s = %q, want %q", p, got, want)
@@ -269,7 +233,7 @@ func TestBuildDetached(t *testing.T) {
 	if got := fs["/etc/profile"].data; !strings.HasSuffix(got, "s3\nlate\n") {
 		t.Errorf("/etc/profile = %q: the attached step overwrote a detached layer's change", got)
 	}
-	slices.Sort(warns)
+	warns := log.warns()
 	if len(warns) != 3 || !strings.Contains(warns[0], `layer "s1" builds attached: /etc/shells is also written by layer "s2"`) ||
 		!strings.Contains(warns[1], `layer "s2" builds attached: /etc/shells is also written by layer "s1"`) ||
 		!strings.Contains(warns[2], `layer "s3" builds attached: /etc/profile is also written by an attached step after it`) {
@@ -280,15 +244,16 @@ func TestBuildDetached(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(files, "v.txt"), []byte("two\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	fs, log, _ := build()
+	fs, log = build()
 	if got := fs["/z.txt"].data; got != "two\n" {
 		t.Errorf("after the edit /z.txt = %q", got)
 	}
 	want := map[string]bool{"[bb x] x: root.yml": false, "[bb z] z: root.yml": false, "[bb y] y: root.yml": true, "[bb pkg] pkg: packages": true}
+	was := log.cached()
 	for name, cached := range want {
-		got, ok := log.cached[name]
+		got, ok := was[name]
 		if !ok {
-			t.Errorf("no vertex %q (have %q)", name, slices.Sorted(maps.Keys(log.names)))
+			t.Errorf("no vertex %q (have %q)", name, log.names())
 			continue
 		}
 		if got != cached {
@@ -314,10 +279,8 @@ func TestVerify(t *testing.T) {
 	)
 	img.Platforms = []string{"linux/amd64"}
 	img.Depends = map[string][]string{"rmf": nil}
-	var warns []string
-	var mu sync.Mutex
-	diffs, err := Verify(context.Background(), env.Client(t), BuildOptions{Family: []*plan.Image{img},
-		Warn: func(s string) { mu.Lock(); warns = append(warns, s); mu.Unlock() }}, t.TempDir())
+	log := &statusLog{}
+	diffs, err := Verify(context.Background(), env.Client(t), BuildOptions{Family: []*plan.Image{img}, Warn: log.warn}, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -339,7 +302,7 @@ func TestVerify(t *testing.T) {
 	if !slices.Equal(m.Writers, []string{"mk", "rmf"}) || m.Fix.Layer != "rmf" || !slices.Equal(m.Fix.Depends, []string{"mk"}) || m.Chain != "absent" {
 		t.Errorf("/mk.txt: %+v, want written by mk and rmf, fix rmf: depends: [mk]", m)
 	}
-	if len(warns) != 2 || !strings.Contains(strings.Join(warns, "\n"), `layer "a1" builds attached`) || !strings.Contains(strings.Join(warns, "\n"), "/etc/shared is also written by") {
+	if warns := log.warns(); len(warns) != 2 || !strings.Contains(strings.Join(warns, "\n"), `layer "a1" builds attached`) || !strings.Contains(strings.Join(warns, "\n"), "/etc/shared is also written by") {
 		t.Errorf("warnings = %q, want a1 and a2 attached", warns)
 	}
 }

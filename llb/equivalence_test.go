@@ -9,20 +9,13 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/moby/buildkit/client"
-	digest "github.com/opencontainers/go-digest"
 
-	"github.com/overthink/ov/baseuser"
 	"github.com/overthink/ov/export"
-	"github.com/overthink/ov/generate"
 	"github.com/overthink/ov/internal/testenv"
-	"github.com/overthink/ov/plan"
-	"github.com/overthink/ov/spec"
 )
 
 // digestFS is Flatten in a test.
@@ -76,38 +69,14 @@ func TestEquivalentToBake(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	copyDir(t, filepath.Join(env.RepoRoot, "e2e", "testdata", "family"), dir)
-	p, err := spec.Load(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	users := baseuser.Resolver(baseuser.Options{
-		Mirrors:  map[string]string{"docker.io": env.Registry},
-		CacheDir: "-",
-	})
-	plans, err := plan.BuildContext(ctx, p, nil, plan.Options{
-		CalVer: spec.CalVer(time.Date(2026, 2, 16, 14, 15, 0, 0, time.UTC)),
-		Task:   plan.TaskSource{URL: env.TaskBaseURL, SHA256: env.TaskSHA256},
-		Users:  users,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := generate.Write(dir, plans, p); err != nil {
-		t.Fatal(err)
-	}
-
+	p, plans := planProject(t, ctx, env, dir)
 	out := filepath.Join(dir, ".out") // bake may write only below its directory
-	bake := testenv.Bake{Dir: dir, Files: []string{generate.BakePath}}
-	for _, pl := range plans {
-		bake.Targets = append(bake.Targets, pl.Name)
-		bake.Set = append(bake.Set, pl.Name+".output=type=oci,tar=false,dest="+filepath.Join(out, "bake", pl.Name))
-	}
+	bake := bakeAll(t, dir, p, plans, out)
 	// Cold (the same apt/npm/cargo cache mounts serve both), then warm, then
 	// after an edit to a layer nothing depends on (marker, the parent's
 	// first layer: bake reruns every layer after it). The log has the times
 	// and what the detached-layer checks took.
-	var notices []string
-	var mu sync.Mutex
+	var log *statusLog
 	for _, run := range []string{"cold", "warm", "edit"} {
 		if run == "edit" {
 			if err := os.WriteFile(filepath.Join(dir, "layers", "marker", "marker.txt"), []byte("edited\n"), 0o644); err != nil {
@@ -115,25 +84,22 @@ func TestEquivalentToBake(t *testing.T) {
 			}
 		}
 		start := time.Now()
-		if log, err := env.Bake(ctx, bake); err != nil {
-			t.Fatalf("%v\n%s", err, log)
-		}
+		runBake(t, ctx, env, bake)
 		bakeTime := time.Since(start)
 		start = time.Now()
-		notices = nil
-		checks := &checkTimes{}
-		if _, err := Build(ctx, env.Client(t), BuildOptions{Family: plans, Exporter: export.OCILayout(filepath.Join(out, "ov")), Status: checks.channel(),
-			Warn: func(s string) { mu.Lock(); notices = append(notices, s); mu.Unlock() }}); err != nil {
+		log = &statusLog{}
+		if _, err := Build(ctx, env.Client(t), BuildOptions{Family: plans, Exporter: export.OCILayout(filepath.Join(out, "ov")), Status: log.channel(), Warn: log.warn}); err != nil {
 			t.Fatalf("ov build: %v", err)
 		}
 		ovTime := time.Since(start)
-		t.Logf("%s: bake %s, ov build %s (%.2f of bake); checks run %s", run, bakeTime.Round(time.Millisecond), ovTime.Round(time.Millisecond),
-			ovTime.Seconds()/bakeTime.Seconds(), checks)
+		n, checks := log.ran("] check detached layers")
+		t.Logf("%s: bake %s, ov build %s (%.2f of bake); checks run %d for %s", run, bakeTime.Round(time.Millisecond), ovTime.Round(time.Millisecond),
+			ovTime.Seconds()/bakeTime.Seconds(), n, checks.Round(time.Millisecond))
 	}
 	// The family's unordered layers writing the same paths are found, each
 	// notice naming both layers and the path (rmfile, which deletes what
 	// mkfile created, fails detached and names the layers it may need).
-	all := strings.Join(notices, "\n")
+	all := strings.Join(log.warns(), "\n")
 	for _, want := range []string{
 		`layer "git-user" builds attached: /home/user/.gitconfig is also written by layer "git-core"`,
 		`layer "git-core" builds attached: /home/user/.gitconfig is also written by layer "git-user"`,
@@ -181,37 +147,4 @@ func TestEquivalentToBake(t *testing.T) {
 			}
 		})
 	}
-}
-
-// checkTimes sums how long the detached-layer check steps of a build ran
-// (not the cached ones).
-type checkTimes struct {
-	mu    sync.Mutex
-	total time.Duration
-	n     int
-}
-
-func (c *checkTimes) channel() chan *client.SolveStatus {
-	ch := make(chan *client.SolveStatus)
-	go func() {
-		seen := map[digest.Digest]bool{}
-		for st := range ch {
-			c.mu.Lock()
-			for _, v := range st.Vertexes {
-				if strings.HasSuffix(v.Name, "] check detached layers") && v.Started != nil && v.Completed != nil && !v.Cached && !seen[v.Digest] {
-					seen[v.Digest] = true
-					c.total += v.Completed.Sub(*v.Started)
-					c.n++
-				}
-			}
-			c.mu.Unlock()
-		}
-	}()
-	return ch
-}
-
-func (c *checkTimes) String() string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return fmt.Sprintf("%d for %s", c.n, c.total.Round(time.Millisecond))
 }

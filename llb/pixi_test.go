@@ -18,12 +18,9 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 
-	"github.com/overthink/ov/baseuser"
 	"github.com/overthink/ov/export"
-	"github.com/overthink/ov/generate"
 	"github.com/overthink/ov/internal/testenv"
 	"github.com/overthink/ov/plan"
-	"github.com/overthink/ov/spec"
 )
 
 // pixiProject has one image per pixi manifest kind. Its plans use the
@@ -105,27 +102,8 @@ func TestPixiStageWithFakePixiImage(t *testing.T) {
 	env := testenv.Get(t)
 	ctx := context.Background()
 	dir := t.TempDir()
-	for name, content := range pixiProject {
-		p := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	p, err := spec.Load(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	plans, err := plan.BuildContext(ctx, p, nil, plan.Options{
-		CalVer: spec.CalVer(time.Date(2026, 2, 16, 14, 15, 0, 0, time.UTC)),
-		Task:   plan.TaskSource{URL: env.TaskBaseURL, SHA256: env.TaskSHA256},
-		Users:  baseuser.Resolver(baseuser.Options{Mirrors: map[string]string{"docker.io": env.Registry}, CacheDir: "-"}),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	writeFiles(t, dir, pixiProject)
+	p, plans := planProject(t, ctx, env, dir)
 	for _, pl := range plans {
 		if len(pl.Pixi) != 1 || pl.Pixi[0].Image != plan.DefaultPixiImage {
 			t.Fatalf("%s: pixi stages %+v, want one on %s", pl.Name, pl.Pixi, plan.DefaultPixiImage)
@@ -139,18 +117,9 @@ func TestPixiStageWithFakePixiImage(t *testing.T) {
 	}
 	t.Logf("ov build: %s", time.Since(start).Round(time.Millisecond))
 
-	if err := generate.Write(dir, plans, p); err != nil {
-		t.Fatal(err)
-	}
-	bake := testenv.Bake{Dir: dir, Files: []string{generate.BakePath}}
-	for _, pl := range plans {
-		bake.Targets = append(bake.Targets, pl.Name)
-		bake.Set = append(bake.Set, pl.Name+".output=type=oci,tar=false,dest="+filepath.Join(out, "bake", pl.Name))
-	}
+	bake := bakeAll(t, dir, p, plans, out)
 	start = time.Now()
-	if log, err := env.Bake(ctx, bake); err != nil {
-		t.Fatalf("%v\n%s", err, log)
-	}
+	runBake(t, ctx, env, bake)
 	t.Logf("bake: %s", time.Since(start).Round(time.Millisecond))
 
 	for _, pl := range plans {
