@@ -11,9 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
-
 	"github.com/overthink/ov/internal/testenv"
 )
 
@@ -219,12 +216,7 @@ func TestBakeUserFromBase(t *testing.T) {
 func TestBakeRun(t *testing.T) {
 	f := bakeFamily(t)
 	env := testenv.Get(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	host, err := env.StartDocker(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, host := startDocker(t, env, 10*time.Minute)
 	child := "ov.test/deb-child:e2e"
 	dockerLoad(t, ctx, host, filepath.Join(f.out, "bake", "deb-child"), child)
 	// A CLI that package.json listed runs by name as the image's user.
@@ -233,43 +225,13 @@ func TestBakeRun(t *testing.T) {
 	}
 	ref := "ov.test/deb-parent:e2e"
 	dockerLoad(t, ctx, host, filepath.Join(f.out, "bake", "deb-parent"), ref)
-	for cmd, want := range map[string]string{
+	runsIn(t, ctx, host, ref, map[string]string{
 		"hello-node":              "hello from node v",
 		"hello-rust":              "hello from rust",
 		"id -u; pwd":              "1000\n/home/user",
 		`echo "$OV_E2E_GREETING"`: `hello "quoted" /home/user`,
 		"task --version >/dev/null; echo task ok": "task ok",
-	} {
-		out, err := exec.CommandContext(ctx, "docker", "-H", host, "run", "--rm", ref, "bash", "-c", cmd).CombinedOutput()
-		if err != nil {
-			t.Errorf("docker run %q: %v\n%s", cmd, err, out)
-			continue
-		}
-		if !strings.Contains(string(out), want) {
-			t.Errorf("docker run %q: %q, want it to contain %q", cmd, out, want)
-		}
-	}
-}
-
-// dockerLoad writes the layout's amd64 image as a docker archive tagged ref
-// and loads it into the daemon at host.
-func dockerLoad(t *testing.T, ctx context.Context, host, layout, ref string) {
-	t.Helper()
-	img, err := layoutImage(layout, "linux/amd64")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tag, err := name.NewTag(ref)
-	if err != nil {
-		t.Fatal(err)
-	}
-	archive := filepath.Join(t.TempDir(), "image.tar")
-	if err := tarball.WriteToFile(archive, tag, img); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.CommandContext(ctx, "docker", "-H", host, "load", "-i", archive).CombinedOutput(); err != nil {
-		t.Fatalf("docker load: %v\n%s", err, out)
-	}
+	})
 }
 
 // checkConfig asserts User, WorkingDir, env entries, the PATH prefix and

@@ -1,9 +1,7 @@
 package e2e
 
 import (
-	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -14,39 +12,12 @@ import (
 	"github.com/overthink/ov/internal/testenv"
 )
 
-// docker runs the docker CLI against the harness daemon.
-func docker(t *testing.T, ctx context.Context, host string, args ...string) string {
-	t.Helper()
-	out, err := exec.CommandContext(ctx, "docker", append([]string{"-H", host}, args...)...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("docker %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
-
-// layerCount is the number of layers of ref in the daemon, and the number
-// of its history entries (`docker history` rows).
-func layerCount(t *testing.T, ctx context.Context, host, ref string) (layers, history int) {
-	t.Helper()
-	n, err := strconv.Atoi(strings.TrimSpace(docker(t, ctx, host, "image", "inspect", "-f", "{{len .RootFS.Layers}}", ref)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rows := strings.Split(strings.TrimSpace(docker(t, ctx, host, "history", "-q", "--no-trunc", ref)), "\n")
-	return n, len(rows)
-}
-
 // TestMergeRun merges the baked Debian parent in dockerd with `ov merge`
 // and runs what its layers installed.
 func TestMergeRun(t *testing.T) {
 	f := bakeFamily(t)
 	env := testenv.Get(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
-	defer cancel()
-	host, err := env.StartDocker(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, host := startDocker(t, env, 20*time.Minute)
 	ref := "ov.test/deb-parent:merge"
 	dockerLoad(t, ctx, host, filepath.Join(f.out, "bake", "deb-parent"), ref)
 	layersBefore, historyBefore := layerCount(t, ctx, host, ref)
@@ -66,23 +37,14 @@ func TestMergeRun(t *testing.T) {
 	if h := docker(t, ctx, host, "history", "--no-trunc", "--format", "{{.CreatedBy}}", ref); !strings.Contains(h, "ov merge: ") {
 		t.Errorf("docker history names no merged layer:\n%s", h)
 	}
-	for cmd, want := range map[string]string{
+	runsIn(t, ctx, host, ref, map[string]string{
 		"hello-node":              "hello from node v",
 		"hello-rust":              "hello from rust",
 		"id -u; pwd":              "1000\n/home/user",
 		`echo "$OV_E2E_GREETING"`: `hello "quoted" /home/user`,
 		"task --version >/dev/null; echo task ok":     "task ok",
 		"stat -c '%U %a' /opt/marker/root-marker.txt": "root 640",
-	} {
-		out, err := exec.CommandContext(ctx, "docker", "-H", host, "run", "--rm", ref, "bash", "-c", cmd).CombinedOutput()
-		if err != nil {
-			t.Errorf("docker run %q: %v\n%s", cmd, err, out)
-			continue
-		}
-		if !strings.Contains(string(out), want) {
-			t.Errorf("docker run %q: %q, want it to contain %q", cmd, out, want)
-		}
-	}
+	})
 }
 
 // TestMergeAllTwice runs `ov merge --all` twice on the family with
@@ -91,12 +53,7 @@ func TestMergeRun(t *testing.T) {
 func TestMergeAllTwice(t *testing.T) {
 	f := bakeFamily(t)
 	env := testenv.Get(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
-	defer cancel()
-	host, err := env.StartDocker(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, host := startDocker(t, env, 20*time.Minute)
 	dir := t.TempDir()
 	if err := copyDir(filepath.Join(env.RepoRoot, "e2e", "testdata", "family"), dir); err != nil {
 		t.Fatal(err)
@@ -204,12 +161,7 @@ func isNumber(s string) bool {
 // trip), runs, and `ov merge` finds nothing left to merge in it.
 func TestMergeBuildLoad(t *testing.T) {
 	env := testenv.Get(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
-	defer cancel()
-	host, err := env.StartDocker(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, host := startDocker(t, env, 40*time.Minute)
 	dir := t.TempDir()
 	if err := copyDir(filepath.Join(env.RepoRoot, "e2e", "testdata", "family"), dir); err != nil {
 		t.Fatal(err)
@@ -236,22 +188,13 @@ func TestMergeBuildLoad(t *testing.T) {
 	if h := docker(t, ctx, host, "history", "--no-trunc", "--format", "{{.CreatedBy}}", ref); !strings.Contains(h, "ov merge: ") {
 		t.Errorf("docker history names no merged layer:\n%s", h)
 	}
-	for cmd, want := range map[string]string{
+	runsIn(t, ctx, host, ref, map[string]string{
 		"hello-node":              "hello from node v",
 		"hello-rust":              "hello from rust",
 		"id -u; pwd":              "1000\n/home/user",
 		`echo "$OV_E2E_GREETING"`: `hello "quoted" /home/user`,
 		"stat -c '%U %a' /opt/marker/root-marker.txt": "root 640",
-	} {
-		out, err := exec.CommandContext(ctx, "docker", "-H", host, "run", "--rm", ref, "bash", "-c", cmd).CombinedOutput()
-		if err != nil {
-			t.Errorf("docker run %q: %v\n%s", cmd, err, out)
-			continue
-		}
-		if !strings.Contains(string(out), want) {
-			t.Errorf("docker run %q: %q, want it to contain %q", cmd, out, want)
-		}
-	}
+	})
 	// ov merge, reading the image back out of docker, agrees it is merged.
 	plan, err := runOVEnv(env, dockerEnv, dir, "merge", "deb-parent", "--tag", "mb", "--engine", "docker", "--dry-run")
 	if err != nil {
