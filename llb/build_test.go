@@ -43,7 +43,7 @@ var testUser = spec.User{Name: "user", UID: 1000, GID: 1000, Home: "/home/user"}
 func layerDir(t *testing.T, files map[string]string) string {
 	t.Helper()
 	dir := t.TempDir()
-	writeFiles(t, dir, files)
+	testenv.WriteFiles(t, dir, files)
 	return dir
 }
 

@@ -55,7 +55,7 @@ func TestCompatBusyboxImages(t *testing.T) {
 	env := testenv.Get(t)
 	ctx := context.Background()
 	dir := t.TempDir()
-	writeFiles(t, dir, compatProject)
+	testenv.WriteFiles(t, dir, compatProject)
 	p, plans := planProject(t, ctx, env, dir)
 	out := filepath.Join(dir, ".out")
 	if _, err := Build(ctx, env.Client(t), BuildOptions{Family: plans, Exporter: export.OCILayout(filepath.Join(out, "ov"))}); err != nil {

@@ -102,7 +102,7 @@ func TestPixiStageWithFakePixiImage(t *testing.T) {
 	env := testenv.Get(t)
 	ctx := context.Background()
 	dir := t.TempDir()
-	writeFiles(t, dir, pixiProject)
+	testenv.WriteFiles(t, dir, pixiProject)
 	p, plans := planProject(t, ctx, env, dir)
 	for _, pl := range plans {
 		if len(pl.Pixi) != 1 || pl.Pixi[0].Image != plan.DefaultPixiImage {

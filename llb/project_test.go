@@ -2,7 +2,6 @@ package llb
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -13,20 +12,6 @@ import (
 	"github.com/overthink/ov/plan"
 	"github.com/overthink/ov/spec"
 )
-
-// writeFiles writes files (path below dir -> content).
-func writeFiles(t *testing.T, dir string, files map[string]string) {
-	t.Helper()
-	for n, content := range files {
-		p := filepath.Join(dir, n)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
 
 // planProject loads the project at dir and plans every image as the build
 // tests build it: a fixed version, task from the test server, base image

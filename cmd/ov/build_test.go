@@ -37,15 +37,7 @@ images:
 		"layers/child/root.yml":  "version: '3'\ntasks:\n  install:\n    cmds:\n      - echo child > /child.txt\n",
 		"layers/broken/root.yml": "version: '3'\ntasks:\n  install:\n    cmds:\n      - echo about to fail\n      - exit 7\n",
 	}
-	for name, content := range files {
-		p := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	testenv.WriteFiles(t, dir, files)
 	return dir
 }
 

@@ -15,6 +15,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/registry"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
+
+	"github.com/overthink/ov/internal/testenv"
 )
 
 // genProject writes a one-image project whose base is ref.
@@ -27,15 +29,7 @@ func genProject(t *testing.T, base string) string {
 		"layers/hello/user.yml":      "version: '3'\ntasks:\n  install:\n    cmds:\n      - echo hi\n",
 		".build/stale/Containerfile": "# .build/stale/Containerfile (generated -- do not edit)\n",
 	}
-	for rel, s := range files {
-		p := filepath.Join(dir, rel)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	testenv.WriteFiles(t, dir, files)
 	return dir
 }
 
