@@ -15,6 +15,7 @@ import (
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/overthink/ov/explain"
+	"github.com/overthink/ov/export"
 	"github.com/overthink/ov/llb"
 	"github.com/overthink/ov/plan"
 	"github.com/overthink/ov/spec"
@@ -64,6 +65,16 @@ type Request struct {
 	Builder string
 	// Offline leaves base digests unresolved (recorded as unknown).
 	Offline bool
+
+	// Dests are where the images go (the exporter Run is given sends
+	// them there) and Outputs says so in a string the caller makes
+	// (destinations, merge, --no-detach): a target whose inputs and
+	// Outputs are those of its last build, and whose every destination
+	// still holds what that build exported, is up to date and not built.
+	Dests   []export.Dest
+	Outputs string
+	// Force builds every target, up to date or not.
+	Force bool
 }
 
 // Prepared is a build whose inputs are fingerprinted (the base digests
@@ -75,6 +86,9 @@ type Prepared struct {
 
 // Report is what a build did.
 type Report struct {
+	// UpToDate are the targets not built: nothing changed since their
+	// last build and their destinations still hold it.
+	UpToDate []string
 	// Results are the images built, also when the build failed for others.
 	Results []llb.Result
 	// RecordErrs are build records that could not be written: the build
@@ -101,9 +115,59 @@ func (p *Prepared) Explain() []explain.Report {
 // Run builds the request on c with opt (its Family, Targets and Platforms
 // are the request's) and records the images built.
 func (p *Prepared) Run(ctx context.Context, c *client.Client, opt llb.BuildOptions) (Report, error) {
-	opt.Family, opt.Targets, opt.Platforms = p.req.Family, p.req.Targets, p.req.Platforms
-	results, err := llb.Build(ctx, c, opt)
-	return Report{Results: results, RecordErrs: p.rec.write(results)}, err
+	var rep Report
+	if !p.req.Force {
+		rep.UpToDate = p.upToDate(ctx)
+	}
+	opt.Family, opt.Platforms = p.req.Family, p.req.Platforms
+	opt.Targets = slices.DeleteFunc(slices.Clone(p.req.Targets), func(t string) bool { return slices.Contains(rep.UpToDate, t) })
+	if len(opt.Targets) == 0 {
+		if opt.Status != nil {
+			close(opt.Status) // as llb.Build does when it ends
+		}
+		return rep, nil
+	}
+	var err error
+	rep.Results, err = llb.Build(ctx, c, opt)
+	rep.RecordErrs = p.rec.write(rep.Results, p.req.Outputs)
+	return rep, err
+}
+
+// upToDate lists the targets with nothing to do: the same inputs (as
+// Explain compares them: steps, files, depends, the parent, the base's
+// digest, the builder) and outputs as their last build, and every
+// destination still holds what it exported. Anything unknown (no record,
+// a base digest not resolved, here or in a parent) means build.
+func (p *Prepared) upToDate(ctx context.Context) []string {
+	images := byName(p.req.Family)
+	same := map[string]bool{} // inputs known unchanged, parents first
+	var out []string
+	for _, rep := range p.Explain() {
+		cur := p.rec.recs[rep.Image]
+		base := cur.Digest != ""
+		if cur.Parent {
+			base = same[cur.Base]
+		}
+		same[rep.Image] = !rep.Rebuild && base
+		if !same[rep.Image] || !slices.Contains(p.req.Targets, rep.Image) {
+			continue
+		}
+		old := explain.Read(p.req.Project.Dir, rep.Image)
+		if old != nil && old.Exported != "" && old.Outputs == p.req.Outputs && p.holds(ctx, images[rep.Image], old.Exported) {
+			out = append(out, rep.Image)
+		}
+	}
+	return out
+}
+
+// holds reports whether every destination holds img as digest.
+func (p *Prepared) holds(ctx context.Context, img *plan.Image, digest string) bool {
+	for _, d := range p.req.Dests {
+		if ok, err := d.Holds(ctx, img, digest); err != nil || !ok {
+			return false
+		}
+	}
+	return len(p.req.Dests) > 0
 }
 
 // Run prepares req and runs it on c with opt.

@@ -6,9 +6,14 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/crane"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/moby/buildkit/client"
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/overthink/ov/baseuser"
@@ -24,10 +29,7 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 
 // project writes a busybox parent and child, one layer each.
 func project(t *testing.T) *spec.Project {
-	t.Helper()
-	dir := t.TempDir()
-	files := map[string]string{
-		"images.yml": `defaults:
+	return projectOf(t, `defaults:
   registry: ov.test
   pkg: rpm
   platforms: [linux/amd64]
@@ -38,7 +40,15 @@ images:
   bb-child:
     base: bb
     layers: [b]
-`,
+`)
+}
+
+// projectOf writes images.yml and layers a and b.
+func projectOf(t *testing.T, imagesYml string) *spec.Project {
+	t.Helper()
+	dir := t.TempDir()
+	files := map[string]string{
+		"images.yml":        imagesYml,
 		"layers/a/root.yml": "version: '3'\ntasks:\n  install:\n    cmds:\n      - echo a > /a.txt\n",
 		"layers/b/root.yml": "version: '3'\ntasks:\n  install:\n    cmds:\n      - echo b > /b.txt\n",
 	}
@@ -87,34 +97,91 @@ func TestPlan(t *testing.T) {
 }
 
 // TestRun builds a family through the library entry on a real buildkitd:
-// the images are exported, each built image is recorded, and a second
-// Prepare explains a rebuild of exactly the image whose layer was edited.
+// the images are exported and recorded; a second build with nothing
+// changed solves nothing; a new tag, a deleted layout, an edited layer,
+// other outputs and Force each do what they must; and Prepare explains a
+// rebuild of exactly the image whose layer was edited.
 func TestRun(t *testing.T) {
 	env := testenv.Get(t)
 	ctx := context.Background()
+	c := env.Client(t)
 	p := project(t)
-	opt := planOptions(plan.TaskSource{URL: env.TaskBaseURL, SHA256: env.TaskSHA256})
-	family, targets, err := Plan(ctx, p, nil, opt, nil)
+	task := plan.TaskSource{URL: env.TaskBaseURL, SHA256: env.TaskSHA256}
+	family, targets, err := Plan(ctx, p, nil, planOptions(task), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	req := Request{Project: p, Family: family, Targets: targets, Builder: env.BuildkitAddr, Offline: true}
 	out := t.TempDir()
-	rep, err := Run(ctx, env.Client(t), req, llb.BuildOptions{Exporter: export.OCILayout(out)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(rep.Results) != 2 || len(rep.RecordErrs) != 0 {
-		t.Fatalf("report = %+v", rep)
-	}
-	for _, name := range targets {
-		if _, err := os.Stat(filepath.Join(out, name, "index.json")); err != nil {
-			t.Errorf("%s not exported: %v", name, err)
+	layout := export.OCILayout(out)
+	// The base's digest is looked up where the builder pulls it from.
+	t.Setenv("OV_REGISTRY_MIRRORS", "docker.io="+env.Registry)
+	req := Request{Project: p, Family: family, Targets: targets, Builder: env.BuildkitAddr,
+		Dests: []export.Dest{layout}, Outputs: "oci:" + out}
+	// run builds req and counts the progress updates, each from a solve.
+	run := func(req Request) (upToDate, built []string, statuses int) {
+		t.Helper()
+		ch := make(chan *client.SolveStatus)
+		done := make(chan struct{})
+		go func() {
+			for range ch {
+				statuses++
+			}
+			close(done)
+		}()
+		rep, err := Run(ctx, c, req, llb.BuildOptions{Exporter: layout, Status: ch})
+		<-done
+		if err != nil || len(rep.RecordErrs) != 0 {
+			t.Fatalf("build: %v %v", err, rep.RecordErrs)
 		}
+		for _, r := range rep.Results {
+			built = append(built, r.Image)
+		}
+		return rep.UpToDate, built, statuses
+	}
+	check := func(what string, wantUpToDate, wantBuilt []string) {
+		t.Helper()
+		upToDate, built, statuses := run(req)
+		if !slices.Equal(upToDate, wantUpToDate) || !slices.Equal(built, wantBuilt) {
+			t.Errorf("%s: up to date %q, built %q; want %q, %q", what, upToDate, built, wantUpToDate, wantBuilt)
+		}
+		if len(built) == 0 && statuses != 0 {
+			t.Errorf("%s: nothing to build, yet %d progress updates (a solve)", what, statuses)
+		}
+	}
+
+	check("first build", nil, targets)
+	for _, name := range targets {
 		if explain.Read(p.Dir, name) == nil {
 			t.Errorf("%s: no build record", name)
 		}
 	}
+	check("nothing changed", targets, nil)
+
+	// A later minute's CalVer tag: the layout is renamed, not rebuilt.
+	family, _, err = Plan(ctx, p, nil, planOptions(task), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	later, _, err := Plan(ctx, p, nil, plan.Options{CalVer: spec.CalVer(time.Date(2026, 2, 16, 9, 6, 0, 0, time.UTC)), Task: task, Users: baseuser.Offline}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Family = later
+	check("new tag", targets, nil)
+	if b, err := os.ReadFile(filepath.Join(out, "bb", "index.json")); err != nil || !strings.Contains(string(b), later[0].Tags[0]) || strings.Contains(string(b), family[0].Tags[0]) {
+		t.Errorf("bb's layout does not name %s (only): %s %v", later[0].Tags[0], b, err)
+	}
+
+	if err := os.RemoveAll(filepath.Join(out, "bb-child")); err != nil {
+		t.Fatal(err)
+	}
+	check("bb-child's layout deleted", []string{"bb"}, []string{"bb-child"})
+
+	req.Outputs = "other"
+	check("other outputs", nil, targets)
+	req.Force = true
+	check("force", nil, targets)
+	req.Force = false
 
 	rebuilds := func() map[string]bool {
 		t.Helper()
@@ -137,4 +204,85 @@ func TestRun(t *testing.T) {
 	if got := rebuilds(); got["bb"] || !got["bb-child"] {
 		t.Errorf("after editing layer b: rebuilds %v, want bb-child only", got)
 	}
+	check("layer b edited", []string{"bb"}, []string{"bb-child"})
+}
+
+// TestRunPush: with --push, a build with nothing changed checks each tag
+// with a HEAD (a new tag is pointed at what the registry has); the
+// registry losing the image, or the base tag moving, builds again.
+func TestRunPush(t *testing.T) {
+	env := testenv.Get(t)
+	ctx := context.Background()
+	c := env.Client(t)
+	t.Setenv("OV_REGISTRY_MIRRORS", "docker.io="+env.Registry)
+	base := env.Registry + "/ovtest/noop-base:1"
+	if err := crane.Copy(env.Registry+"/library/busybox:latest", base, crane.Insecure); err != nil {
+		t.Fatal(err)
+	}
+	p := projectOf(t, `defaults:
+  registry: `+env.Registry+`/noop
+  pkg: rpm
+  platforms: [linux/amd64]
+images:
+  pushed:
+    base: "ovtest/noop-base:1"
+    layers: [a]
+`)
+	task := plan.TaskSource{URL: env.TaskBaseURL, SHA256: env.TaskSHA256}
+	plans := func(minute int) []*plan.Image {
+		family, _, err := Plan(ctx, p, nil, plan.Options{CalVer: spec.CalVer(time.Date(2026, 2, 16, 9, minute, 0, 0, time.UTC)), Task: task, Users: baseuser.Offline}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return family
+	}
+	push := export.Push()
+	req := Request{Project: p, Family: plans(5), Targets: []string{"pushed"}, Builder: env.BuildkitAddr, Dests: []export.Dest{push}, Outputs: "push"}
+	check := func(what string, wantUpToDate bool) {
+		t.Helper()
+		rep, err := Run(ctx, c, req, llb.BuildOptions{Exporter: push})
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if got := len(rep.UpToDate) == 1; got != wantUpToDate || len(rep.Results) == 1 == wantUpToDate {
+			t.Errorf("%s: up to date %q, built %d; want up to date %v", what, rep.UpToDate, len(rep.Results), wantUpToDate)
+		}
+	}
+	check("first build", false)
+	check("nothing changed", true)
+
+	req.Family = plans(6)
+	check("new tag", true)
+	exported := explain.Read(p.Dir, "pushed").Exported
+	for _, tag := range req.Family[0].Tags {
+		if d, err := crane.Digest(tag, crane.Insecure); err != nil || d != exported {
+			t.Errorf("%s: digest %s, %v; want %s", tag, d, err, exported)
+		}
+	}
+
+	for _, ref := range append(slices.Clone(req.Family[0].Tags), env.Registry+"/noop/pushed@"+exported) {
+		if err := crane.Delete(ref, crane.Insecure); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check("image deleted from the registry", false)
+
+	// The base tag moves: busybox with one more file.
+	bb, err := crane.Pull(env.Registry+"/library/busybox:latest", crane.Insecure, crane.WithPlatform(&v1.Platform{OS: "linux", Architecture: "amd64"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	extra, err := crane.Layer(map[string][]byte{"moved": []byte("1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	moved, err := mutate.AppendLayers(bb, extra)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := crane.Push(moved, base, crane.Insecure); err != nil {
+		t.Fatal(err)
+	}
+	check("base moved", false)
+	check("nothing changed after the move", true)
 }

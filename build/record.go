@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/containerd/platforms"
+	"github.com/moby/buildkit/exporter/containerimage/exptypes"
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/overthink/ov/explain"
@@ -77,19 +78,22 @@ func (r *record) withBases(wait time.Duration) []*explain.Record {
 	return out
 }
 
-// write records the built images and the parents they were built on.
-func (r *record) write(results []llb.Result) []error {
+// write records the built images and the parents they were built on; a
+// target records the digest it exported and outputs.
+func (r *record) write(results []llb.Result, outputs string) []error {
 	if len(results) == 0 {
 		return nil
 	}
 	built := map[string]bool{}
 	images := byName(r.family)
 	attached := map[string][]string{}
+	exported := map[string]string{}
 	for _, res := range results {
 		for img := images[res.Image]; img != nil; img = images[img.Parent] {
 			built[img.Name] = true
 		}
 		maps.Copy(attached, res.Attached)
+		exported[res.Image] = res.ExporterResponse[exptypes.ExporterImageDigestKey]
 	}
 	// A layer the check attached (or no longer did) changes what was built.
 	for name := range built {
@@ -105,6 +109,10 @@ func (r *record) write(results []llb.Result) []error {
 	for _, rec := range r.withBases(2 * time.Second) {
 		if !built[rec.Image] {
 			continue
+		}
+		rec.Exported, rec.Outputs = exported[rec.Image], ""
+		if rec.Exported != "" {
+			rec.Outputs = outputs
 		}
 		if err := explain.Write(r.dir, rec); err != nil {
 			errs = append(errs, err)

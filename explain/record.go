@@ -70,6 +70,13 @@ type Record struct {
 	// the next build expects the same.
 	Attached []string `json:"attached,omitempty"`
 
+	// Exported is the digest of what the build exported (its image index
+	// or manifest) and Outputs where it went, as the caller describes its
+	// outputs: a later build with the same inputs and outputs whose
+	// destinations still hold Exported has nothing to do (build.Run).
+	Exported string `json:"exported,omitempty"`
+	Outputs  string `json:"outputs,omitempty"`
+
 	// DigestErr says why Digest is unknown; not recorded.
 	DigestErr string `json:"-"`
 }

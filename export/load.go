@@ -127,3 +127,7 @@ func (l load) Deliver(ctx context.Context, img *plan.Image, idx v1.ImageIndex, _
 	}
 	return l.engine.Load(ctx, image, img.Tags...)
 }
+
+// Holds is false: the engine's image ID is not the exported digest, so a
+// loaded image is loaded again (from the builder's cache).
+func (load) Holds(context.Context, *plan.Image, string) (bool, error) { return false, nil }

@@ -102,3 +102,7 @@ func tarDir(file, dir string) error {
 	}
 	return f.Close()
 }
+
+// Holds is false: an archive is one file to write again, not worth
+// reading back.
+func (ociArchive) Holds(context.Context, *plan.Image, string) (bool, error) { return false, nil }

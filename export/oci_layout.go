@@ -2,10 +2,14 @@ package export
 
 import (
 	"context"
+	"encoding/json"
+	"maps"
+	"slices"
 	"fmt"
 	"os"
 	"path/filepath"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/moby/buildkit/client"
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
@@ -81,4 +85,59 @@ func (o ociLayout) Deliver(_ context.Context, img *plan.Image, idx v1.ImageIndex
 		return fmt.Errorf("write %s: %w", dest, err)
 	}
 	return nil
+}
+
+// Holds reports whether the layout's index names digest. Its names are
+// brought up to img's tags (a new CalVer tag) by rewriting index.json,
+// the layout's only file that names them.
+func (o ociLayout) Holds(_ context.Context, img *plan.Image, digest string) (bool, error) {
+	path := filepath.Join(o.path(img), "index.json")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return false, nil
+	}
+	var idx ocispecs.Index
+	if json.Unmarshal(b, &idx) != nil || len(idx.Manifests) == 0 {
+		return false, nil
+	}
+	var names []string
+	for _, m := range idx.Manifests {
+		if m.Digest.String() != digest {
+			return false, nil
+		}
+		names = append(names, m.Annotations[annotationImageName])
+	}
+	if slices.Equal(names, img.Tags) {
+		return true, nil
+	}
+	idx.Manifests = renamed(idx.Manifests[0], img.Tags)
+	b, err = json.Marshal(idx)
+	if err != nil {
+		return false, err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return false, err
+	}
+	return true, os.Rename(tmp, path)
+}
+
+// annotationImageName is where BuildKit's OCI exporter puts an image's
+// full name in a layout's index.
+const annotationImageName = "io.containerd.image.name"
+
+// renamed is one copy of desc per tag, named as BuildKit's OCI exporter
+// names them (the full name, and the tag as the OCI ref name).
+func renamed(desc ocispecs.Descriptor, tags []string) []ocispecs.Descriptor {
+	out := make([]ocispecs.Descriptor, len(tags))
+	for i, tag := range tags {
+		d := desc
+		d.Annotations = maps.Clone(desc.Annotations)
+		d.Annotations[annotationImageName] = tag
+		if ref, err := name.NewTag(tag, name.WeakValidation); err == nil {
+			d.Annotations[ocispecs.AnnotationRefName] = ref.TagStr()
+		}
+		out[i] = d
+	}
+	return out
 }

@@ -62,3 +62,32 @@ func (push) Deliver(ctx context.Context, img *plan.Image, idx v1.ImageIndex, _ s
 	}
 	return nil
 }
+
+// Holds checks each tag with a HEAD request. A tag that is missing or
+// names something else, in a repository that still has digest, is pointed
+// at it (a manifest PUT, no blobs); a repository without digest means a
+// push.
+func (push) Holds(ctx context.Context, img *plan.Image, digest string) (bool, error) {
+	opts := []remote.Option{remote.WithAuthFromKeychain(authn.DefaultKeychain), remote.WithContext(ctx), remote.WithUserAgent("ov")}
+	for _, tag := range img.Tags {
+		ref, err := name.ParseReference(tag)
+		if err != nil {
+			return false, fmt.Errorf("push %s: %w", tag, err)
+		}
+		if d, err := remote.Head(ref, opts...); err == nil && d.Digest.String() == digest {
+			continue
+		}
+		desc, err := remote.Get(ref.Context().Digest(digest), opts...)
+		if err != nil {
+			return false, nil // not there (or not readable): push
+		}
+		t, ok := ref.(name.Tag)
+		if !ok {
+			return false, nil
+		}
+		if err := remote.Tag(t, desc, opts...); err != nil {
+			return false, nil
+		}
+	}
+	return true, nil
+}

@@ -45,6 +45,7 @@ type BuildCmd struct {
 	CacheFrom []string `name:"cache-from" sep:"none" placeholder:"type=registry,ref=REF|type=local,src=DIR" help:"Import build cache written by --cache-to. Repeatable."`
 	NoDetach  bool     `name:"no-detach" help:"Build each image as one chain of steps, as its Containerfile does: an edit in a layer then reruns every layer after it. By default a layer's own-file steps (root.yml, package.json, Cargo.toml, user.yml) run on just what they need and are merged back, so an edit reruns only that layer and the layers depending on it."`
 	Explain   bool     `help:"Before building, print per image and layer whether the builder reuses it or rebuilds it, and why (compared with the last build recorded in .build/state/). Reuse means the build cache still has it; buildkitd may have pruned it since."`
+	Force     bool     `help:"Build every image, also those up to date. By default an image whose inputs (layer files, steps, parent, base digest, builder) and outputs are those of its last build, and whose destinations still hold that build's image (one HEAD per tag for --push, the layout's index for an OCI layout), is not built again; --load and oci-archive outputs are always built."`
 	Verify    bool     `help:"Build each image both detached (the default) and as one chain (as its Containerfile does), on the same builder, and compare them: for every path that differs, print the layers that wrote it and the depends line that would fix it; exit 1 on a difference. Writes no image. Run it after adding or changing layers, and in CI."`
 }
 
@@ -167,7 +168,8 @@ func (c *BuildCmd) Run(g *Globals) error {
 			Family: plans, Targets: targets, Platforms: narrow, CacheImports: imports, CacheExports: exports,
 		})
 	}
-	prep, err := build.Prepare(ctx, build.Request{Project: p, Family: plans, Targets: targets, Platforms: narrow, Builder: addr, Offline: c.offline()})
+	prep, err := build.Prepare(ctx, build.Request{Project: p, Family: plans, Targets: targets, Platforms: narrow, Builder: addr, Offline: c.offline(),
+		Dests: exps, Outputs: c.outputsKey(plans, targets, outs, narrow), Force: c.Force})
 	if err != nil {
 		return userErrorf("%v", err)
 	}
@@ -194,12 +196,18 @@ func (c *BuildCmd) Run(g *Globals) error {
 	for _, err := range rep.RecordErrs {
 		fmt.Fprintf(g.Stderr, "ov: warning: %v (ov build --explain will not know this build)\n", err)
 	}
-	for _, r := range rep.Results {
+	where := func(image string) string {
 		descs := make([]string, len(outs))
 		for i, o := range outs {
-			descs[i] = o.desc(r.Image)
+			descs[i] = o.desc(image)
 		}
-		fmt.Fprintf(g.Stderr, "built %s (%s) -> %s%s\n", r.Image, formatPlatforms(r.Platforms), strings.Join(descs, ", "), mergeNote(r))
+		return strings.Join(descs, ", ")
+	}
+	for _, n := range rep.UpToDate {
+		fmt.Fprintf(g.Stderr, "up to date: %s -> %s\n", n, where(n))
+	}
+	for _, r := range rep.Results {
+		fmt.Fprintf(g.Stderr, "built %s (%s) -> %s%s\n", r.Image, formatPlatforms(r.Platforms), where(r.Image), mergeNote(r))
 	}
 	if err != nil {
 		if ctx.Err() != nil {
@@ -209,6 +217,25 @@ func (c *BuildCmd) Run(g *Globals) error {
 		return &userError{err: fmt.Errorf("build failed: %w", err)}
 	}
 	return nil
+}
+
+// outputsKey describes how this build exports its targets: a target built
+// with other outputs, merge limits, platforms or --no-detach than its last
+// build is built again (see build.Request.Outputs).
+func (c *BuildCmd) outputsKey(family []*plan.Image, targets []string, outs []output, narrow []ocispecs.Platform) string {
+	var b strings.Builder
+	for _, img := range family {
+		if !slices.Contains(targets, img.Name) {
+			continue
+		}
+		fmt.Fprintf(&b, "%s:", img.Name)
+		for _, o := range outs {
+			fmt.Fprintf(&b, " %s", o.desc(img.Name))
+		}
+		fmt.Fprintf(&b, " merge=%d;", c.maxBytes(img))
+	}
+	fmt.Fprintf(&b, " platforms=%s no-detach=%v", formatPlatforms(narrow), c.NoDetach)
+	return b.String()
 }
 
 // checkOutputDirs refuses symbolic links where the build writes under
