@@ -139,6 +139,17 @@ func (p *Prepared) Run(ctx context.Context, c *client.Client, opt llb.BuildOptio
 // destination still holds what it exported. Anything unknown (no record,
 // a base digest not resolved, here or in a parent) means build.
 func (p *Prepared) upToDate(ctx context.Context) []string {
+	// The cheap test first: without a record of these outputs there is
+	// nothing to wait for the base digests for.
+	olds := map[string]*explain.Record{}
+	for _, t := range p.req.Targets {
+		if old := explain.Read(p.req.Project.Dir, t); old != nil && old.Exported != "" && old.Outputs == p.req.Outputs {
+			olds[t] = old
+		}
+	}
+	if len(olds) == 0 {
+		return nil
+	}
 	images := byName(p.req.Family)
 	same := map[string]bool{} // inputs known unchanged, parents first
 	var out []string
@@ -149,11 +160,7 @@ func (p *Prepared) upToDate(ctx context.Context) []string {
 			base = same[cur.Base]
 		}
 		same[rep.Image] = !rep.Rebuild && base
-		if !same[rep.Image] || !slices.Contains(p.req.Targets, rep.Image) {
-			continue
-		}
-		old := explain.Read(p.req.Project.Dir, rep.Image)
-		if old != nil && old.Exported != "" && old.Outputs == p.req.Outputs && p.holds(ctx, images[rep.Image], old.Exported) {
+		if old := olds[rep.Image]; old != nil && same[rep.Image] && p.holds(ctx, images[rep.Image], old.Exported) {
 			out = append(out, rep.Image)
 		}
 	}

@@ -205,6 +205,11 @@ func TestRun(t *testing.T) {
 		t.Errorf("after editing layer b: rebuilds %v, want bb-child only", got)
 	}
 	check("layer b edited", []string{"bb"}, []string{"bb-child"})
+
+	// The base's digest unknown (offline): bb may have changed, and so
+	// may bb-child on it.
+	req.Offline = true
+	check("base digest unknown", nil, targets)
 }
 
 // TestRunPush: with --push, a build with nothing changed checks each tag

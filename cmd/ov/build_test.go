@@ -94,9 +94,14 @@ func TestBuildCommand(t *testing.T) {
 		if code != 0 || strings.Contains(stderr, "level=") || !strings.HasPrefix(stderr, "built tiny (linux/amd64) -> oci:") {
 			t.Errorf("exit %d; want nothing but the summary on stderr:\n%s", code, stderr)
 		}
-		_, stderr, code = ovProcess(t, append([]string{"--debug"}, args...)...)
-		if code != 0 || !strings.Contains(stderr, "level=") {
-			t.Errorf("exit %d; --debug shows no library log:\n%s", code, stderr)
+		// Nothing changed: nothing to build.
+		_, stderr, code = ovProcess(t, args...)
+		if code != 0 || !strings.HasPrefix(stderr, "up to date: tiny -> oci:") {
+			t.Errorf("exit %d; want tiny up to date:\n%s", code, stderr)
+		}
+		_, stderr, code = ovProcess(t, append([]string{"--debug"}, append(args, "--force")...)...)
+		if code != 0 || !strings.Contains(stderr, "level=") || !strings.Contains(stderr, "built tiny") {
+			t.Errorf("exit %d; --debug --force shows no library log:\n%s", code, stderr)
 		}
 	})
 
