@@ -339,10 +339,13 @@ func (b *builder) solve(ctx context.Context, gc gateway.Client, img *plan.Image,
 	}
 	refs := make([]gateway.Reference, len(ps))
 	configs := make([][]byte, len(ps))
-	eg, ectx := errgroup.WithContext(ctx)
+	// No cancelling the other platforms when one fails or retries: a
+	// session must end with no solve of its own in flight, or another
+	// image's session sharing that vertex can wait for it forever.
+	var eg errgroup.Group
 	for i, p := range ps {
 		eg.Go(func() error {
-			out, ref, err := b.solveChecked(ectx, gc, img.Name, p, imports)
+			out, ref, err := b.solveChecked(ctx, gc, img.Name, p, imports)
 			if err != nil {
 				return err
 			}
@@ -424,11 +427,13 @@ func (b *builder) solveChecked(ctx context.Context, gc gateway.Client, name stri
 	conflicts := make([][]Conflict, len(out.Checks))
 	tools := make([]*CheckTools, len(out.Checks))
 	var ref gateway.Reference
-	eg, ectx := errgroup.WithContext(ctx)
+	// The checks and the image solve all finish before this returns (see
+	// solve: no cancelling).
+	var eg errgroup.Group
 	for i, ch := range out.Checks {
 		eg.Go(func() error {
 			var err error
-			conflicts[i], err = b.runCheck(ectx, gc, ch, imports)
+			conflicts[i], err = b.runCheck(ctx, gc, ch, imports)
 			if errors.As(err, &tools[i]) {
 				return nil
 			}
@@ -439,12 +444,12 @@ func (b *builder) solveChecked(ctx context.Context, gc gateway.Client, name stri
 		})
 	}
 	eg.Go(func() error {
-		def, err := out.State.Marshal(ectx)
+		def, err := out.State.Marshal(ctx)
 		if err != nil {
 			return fmt.Errorf("image %q (%s): %w", name, platforms.Format(p), err)
 		}
 		b.record(def)
-		r, err := gc.Solve(ectx, gateway.SolveRequest{Definition: def.ToPB(), CacheImports: imports, Evaluate: true})
+		r, err := gc.Solve(ctx, gateway.SolveRequest{Definition: def.ToPB(), CacheImports: imports, Evaluate: true})
 		if err != nil {
 			return err
 		}
