@@ -20,6 +20,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/klauspost/compress/gzip"
+
+	"github.com/overthink/ov/internal/testenv"
 )
 
 // entriesByName reads the entries of the image's layer i by normalized name.
@@ -182,6 +184,7 @@ func peakRSS(t testing.TB) int64 {
 // TestFileOver4GiB merges a layer holding a 4.1 GiB file with a small one:
 // content intact, memory far below the file size.
 func TestFileOver4GiB(t *testing.T) {
+	testenv.SkipShort(t, "streams 4 GiB")
 	const size = 4<<30 + 100<<20 + 12345
 	zl, err := partial.CompressedToLayer(&zeroLayer{size: size})
 	if err != nil {

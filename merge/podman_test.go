@@ -14,6 +14,7 @@ import (
 
 	"github.com/overthink/ov/engine"
 	"github.com/overthink/ov/internal/hostdeps"
+	"github.com/overthink/ov/internal/testenv"
 )
 
 // TestPodman runs FromEngine against a real podman (private storage in a
@@ -21,6 +22,7 @@ import (
 // overlay driver, to the same filesystem as the original, and the same as
 // the reference flattener.
 func TestPodman(t *testing.T) {
+	testenv.SkipShort(t, "needs podman")
 	hostdeps.Need(t, "podman")
 	dir := t.TempDir()
 	e := engine.Engine{

@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/overthink/ov/internal/testenv"
 )
 
 type testEnv struct {
@@ -37,9 +39,7 @@ var (
 // every docker/podman it runs) at it.
 func needEnv(t *testing.T) *testEnv {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("needs dockerd and podman: not run with -short")
-	}
+	testenv.SkipShort(t, "needs dockerd and podman")
 	envOnce.Do(func() { env, envErr = startEnv() })
 	if envErr != nil {
 		t.Fatalf("test environment: %v", envErr)

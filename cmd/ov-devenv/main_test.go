@@ -16,6 +16,7 @@ import (
 // The command sees a live buildkitd socket, the buildx builder and the task
 // archive checksums; its exit code is passed through.
 func TestRunPassesEnvironmentAndExitCode(t *testing.T) {
+	testenv.SkipShort(t, "starts buildkitd, a registry and dockerd")
 	ok := `test -S "${BUILDKIT_HOST#unix://}" && test -n "$OV_TASK_SHA256" && test -n "$BUILDX_CONFIG" && test -S "${DOCKER_HOST#unix://}"`
 	if code := run(true, []string{"sh", "-c", ok}); code != 0 {
 		t.Errorf("environment check exited %d", code)
@@ -31,6 +32,7 @@ func TestRunPassesEnvironmentAndExitCode(t *testing.T) {
 // dead proxy), it lets ov build examples/hello on the environment's
 // buildkitd.
 func TestSourcedExportsBuildHello(t *testing.T) {
+	testenv.SkipShort(t, "starts buildkitd, a registry and dockerd")
 	ctx, cancel := context.WithTimeout(context.Background(), testenv.StartTimeout)
 	defer cancel()
 	bin := t.TempDir()

@@ -48,14 +48,21 @@ func Run(m *testing.M) int {
 // tests that need no buildkitd, registry or container engine.
 func Get(tb testing.TB) *Env {
 	tb.Helper()
-	if testing.Short() {
-		tb.Skip("needs buildkitd, a registry and dockerd: not run with -short")
-	}
+	SkipShort(tb, "needs buildkitd, a registry and dockerd")
 	once.Do(func() { current, failed = startOnce() })
 	if failed != nil {
 		tb.Fatalf("testenv: %v", failed)
 	}
 	return current
+}
+
+// SkipShort skips tb under -short, saying why: -short is for everyday work
+// (seconds, no container engine or buildkitd); CI runs everything.
+func SkipShort(tb testing.TB, why string) {
+	tb.Helper()
+	if testing.Short() {
+		tb.Skip(why + ": not run with -short")
+	}
 }
 
 func startOnce() (*Env, error) {
