@@ -3,11 +3,11 @@ package export
 import (
 	"context"
 	"encoding/json"
-	"maps"
-	"slices"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
