@@ -78,6 +78,22 @@ type Row struct {
 	// Target is the ratio ov/bake to beat (at most); 0 for none.
 	Target float64
 	Err    string // why the row has no figures
+	// LoadStart and LoadEnd are the load averages (LoadAvg) before and
+	// after the scenario's runs.
+	LoadStart, LoadEnd string
+}
+
+// QuietLoad is the 1-minute load average above which a scenario did not
+// have the machine to itself.
+const QuietLoad = 1.0
+
+// Load1 is the 1-minute figure of a LoadAvg string, or -1.
+func Load1(load string) float64 {
+	var one float64
+	if _, err := fmt.Sscan(load, &one); err != nil {
+		return -1
+	}
+	return one
 }
 
 // Ratio is median(ov) / median(bake), or 0 without figures.
@@ -193,7 +209,7 @@ func (r Report) Markdown() []byte {
 		b.WriteString("\nEvery run (ov / bake):\n\n")
 		for _, row := range r.Rows {
 			if row.Ratio() != 0 {
-				fmt.Fprintf(&b, "- %s: %s / %s\n", row.Scenario, durs(row.Ov), durs(row.Bake))
+				fmt.Fprintf(&b, "- %s: %s / %s%s\n", row.Scenario, durs(row.Ov), durs(row.Bake), loads(row))
 			}
 		}
 		b.WriteString("\n")
@@ -228,9 +244,16 @@ func (r Report) Markdown() []byte {
 		op("`BenchmarkGenerate/fresh`", s.GenerateFresh)
 		b.WriteString("\n")
 	}
-	if len(r.Notes) > 0 {
+	notes := r.Notes
+	for _, row := range r.Rows {
+		if Load1(row.LoadStart) > QuietLoad {
+			notes = append(notes, fmt.Sprintf("**%s** started at load %s (above %.1f): the machine was not quiet; its figures are not ov's alone.",
+				row.Scenario, row.LoadStart, QuietLoad))
+		}
+	}
+	if len(notes) > 0 {
 		b.WriteString("## Notes\n\n")
-		for _, n := range r.Notes {
+		for _, n := range notes {
 			fmt.Fprintf(&b, "- %s\n", n)
 		}
 	}
@@ -241,6 +264,14 @@ func (r Report) Markdown() []byte {
 func cell(s string) string {
 	s = strings.ReplaceAll(s, "\n", " ")
 	return strings.ReplaceAll(s, "|", `\|`)
+}
+
+// loads is a row's load averages, for its runs' line.
+func loads(row Row) string {
+	if row.LoadStart == "" {
+		return ""
+	}
+	return fmt.Sprintf(" (load average %s before, %s after)", row.LoadStart, cell(row.LoadEnd))
 }
 
 func target(t float64) string {

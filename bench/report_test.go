@@ -47,8 +47,10 @@ func TestMarkdown(t *testing.T) {
 		Command: "go tool task bench",
 		Runs:    3,
 		Rows: []Row{
-			{Scenario: "no-op", Ov: []time.Duration{100 * ms}, Bake: []time.Duration{400 * ms}, Target: 0.5, What: "nothing changed"},
-			{Scenario: "cold", Ov: []time.Duration{95 * time.Second}, Bake: []time.Duration{100 * time.Second}, Target: 0.9},
+			{Scenario: "no-op", Ov: []time.Duration{100 * ms}, Bake: []time.Duration{400 * ms}, Target: 0.5, What: "nothing changed",
+				LoadStart: "0.30 0.20 0.10", LoadEnd: "0.40 0.20 0.10"},
+			{Scenario: "cold", Ov: []time.Duration{95 * time.Second}, Bake: []time.Duration{100 * time.Second}, Target: 0.9,
+				LoadStart: "1.52 0.90 0.40", LoadEnd: "2.00 1.10 0.50"},
 			{Scenario: "merge", Target: 0.33, Err: "docker: not found\nmore"},
 			{Scenario: "partial", Ov: []time.Duration{time.Second}, Bake: []time.Duration{2 * time.Second}, Target: 0.6, Err: "boom"},
 		},
@@ -67,11 +69,16 @@ func TestMarkdown(t *testing.T) {
 		"| merge | – | – | – | ≤ 0.33 | not measured: docker: not found more |",
 		"| partial | 1000 ms | 2000 ms | 0.50 | ≤ 0.60 | yes (1/3 runs; then: boom) |",
 		"- **no-op**: nothing changed",
+		"- cold: 95.0 s / 100.0 s (load average 1.52 0.90 0.40 before, 2.00 1.10 0.50 after)",
+		"- **cold** started at load 1.52 0.90 0.40 (above 1.0): the machine was not quiet",
 		"**230 ms** (target < 300 ms: yes)",
 		"| `BenchmarkValidate` (spec.Load) | 50 ms | 0 ms | 1000 | 1.0 MiB |",
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("markdown lacks %q:\n%s", want, md)
 		}
+	}
+	if strings.Contains(md, "**no-op** started at load") {
+		t.Errorf("a scenario at load 0.30 is called busy:\n%s", md)
 	}
 }

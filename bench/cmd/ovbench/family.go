@@ -233,6 +233,10 @@ func (f *family) edit(file string) error {
 // scenario's row is kept even when a later one fails.
 func (f *family) measure(ctx context.Context, rep *bench.Report, want map[string]bool, runs int) error {
 	both := func(row *bench.Row, i int, before func() error, ov, bake contender) error {
+		if i == 0 {
+			row.LoadStart = bench.LoadAvg()
+			logf("%s: load average %s", row.Scenario, row.LoadStart)
+		}
 		order := []struct {
 			name string
 			c    contender
@@ -258,6 +262,7 @@ func (f *family) measure(ctx context.Context, rep *bench.Report, want map[string
 		return nil
 	}
 	add := func(row bench.Row, err error) error {
+		row.LoadEnd = bench.LoadAvg()
 		if err != nil {
 			row.Err = firstLine(err)
 		}

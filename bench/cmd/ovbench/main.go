@@ -175,10 +175,4 @@ func logf(format string, args ...any) {
 }
 
 // busy reports whether a /proc/loadavg 1-minute figure exceeds the cores.
-func busy(load string, cpus int) bool {
-	var one float64
-	if _, err := fmt.Sscan(load, &one); err != nil {
-		return false
-	}
-	return one > float64(cpus)
-}
+func busy(load string, cpus int) bool { return bench.Load1(load) > float64(cpus) }
