@@ -172,6 +172,8 @@ func allReuse() map[string]string {
 		"deb-parent/late-pkgs":   "reuse",
 		"deb-child/(setup)":      "reuse",
 		"deb-child/child-tool":   "reuse",
+		"deb-parent/(image)":     "reuse", // the final USER
+		"deb-child/(image)":      "reuse",
 	}
 }
 
@@ -227,6 +229,7 @@ func TestDetachedFileEdit(t *testing.T) {
 		"deb-parent/uses-marker", "rebuild depends on marker, which changes",
 		"deb-child/(setup)", "rebuild parent deb-parent changes (layer marker)",
 		"deb-child/child-tool", "rebuild parent deb-parent changes (layer marker)",
+		"deb-child/(image)", "rebuild parent deb-parent changes (layer marker)",
 	))
 }
 
@@ -243,8 +246,10 @@ func TestAttachedFileEdit(t *testing.T) {
 		"deb-parent/uses-marker", after,
 		"deb-parent/hello-node", after,
 		"deb-parent/late-pkgs", after,
+		"deb-parent/(image)", after,
 		"deb-child/(setup)", "rebuild parent deb-parent changes (layer repo)",
 		"deb-child/child-tool", "rebuild parent deb-parent changes (layer repo)",
+		"deb-child/(image)", "rebuild parent deb-parent changes (layer repo)",
 	))
 }
 
@@ -258,14 +263,17 @@ func TestLayerYmlEdit(t *testing.T) {
 		"deb-parent/uses-marker", "rebuild layer.yml changed",
 		"deb-child/(setup)", "rebuild parent deb-parent changes (layer uses-marker)",
 		"deb-child/child-tool", "rebuild parent deb-parent changes (layer uses-marker)",
+		"deb-child/(image)", "rebuild parent deb-parent changes (layer uses-marker)",
 	))
 
 	record(t, dir, defaults())
 	write(t, filepath.Join(dir, "layers/late-pkgs/layer.yml"), "deb:\n  packages: [curl, wget]\n")
 	check(t, explainNow(t, dir, defaults()), with(allReuse(),
 		"deb-parent/late-pkgs", "rebuild layer.yml changed",
+		"deb-parent/(image)", "rebuild after attached layer late-pkgs, which changes",
 		"deb-child/(setup)", "rebuild parent deb-parent changes (layer late-pkgs)",
 		"deb-child/child-tool", "rebuild parent deb-parent changes (layer late-pkgs)",
+		"deb-child/(image)", "rebuild parent deb-parent changes (layer late-pkgs)",
 	))
 
 	// A comment in a layer.yml no step reads changes nothing.
@@ -286,6 +294,7 @@ func TestEnvEdit(t *testing.T) {
 	}
 	want["deb-child/(setup)"] = "rebuild parent deb-parent changes"
 	want["deb-child/child-tool"] = "rebuild parent deb-parent changes"
+	want["deb-child/(image)"] = "rebuild parent deb-parent changes"
 	check(t, explainNow(t, dir, defaults()), want)
 }
 
@@ -301,6 +310,7 @@ func TestBaseDigest(t *testing.T) {
 	}
 	want["deb-child/(setup)"] = "rebuild parent deb-parent changes"
 	want["deb-child/child-tool"] = "rebuild parent deb-parent changes"
+	want["deb-child/(image)"] = "rebuild parent deb-parent changes"
 	check(t, reps, want)
 	if !strings.Contains(reps[0].Base, "(changed from sha256:aaaa11111111…)") {
 		t.Errorf("header %q", reps[0].Base)
@@ -335,9 +345,11 @@ func TestPrint(t *testing.T) {
   uses-marker  rebuild  depends on marker, which changes
   hello-node   reuse
   late-pkgs    reuse
+  (image)      reuse
 deb-child: rebuild, base deb-parent (changes)
   (setup)      rebuild  parent deb-parent changes (layer marker)
   child-tool   rebuild  parent deb-parent changes (layer marker)
+  (image)      rebuild  parent deb-parent changes (layer marker)
 `
 	if b.String() != want {
 		t.Errorf("got:\n%s\nwant:\n%s", b.String(), want)
@@ -388,5 +400,29 @@ func TestNewLayer(t *testing.T) {
 		"deb-parent/extra", "rebuild new layer",
 		"deb-child/(setup)", "rebuild parent deb-parent changes (layer extra)",
 		"deb-child/child-tool", "rebuild parent deb-parent changes (layer extra)",
+		"deb-child/(image)", "rebuild parent deb-parent changes (layer extra)",
 	))
+}
+
+// What only the exported config holds is an input too: a new EXPOSE and a
+// changed final USER rebuild (the no-op must not skip them).
+func TestConfigEdit(t *testing.T) {
+	dir := project(t)
+	record(t, dir, defaults())
+	write(t, filepath.Join(dir, "layers/hello-node/layer.yml"), "env:\n  FOO: bar\nports: [8080]\n")
+	reps := explainNow(t, dir, defaults())
+	if v := verdicts(reps)["deb-parent/(setup)"]; v != "rebuild environment changed (layer.yml of hello-node)" {
+		t.Errorf("a new port: (setup) %q", v)
+	}
+
+	dir = project(t)
+	record(t, dir, defaults())
+	images, err := os.ReadFile(filepath.Join(dir, "images.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(dir, "images.yml"), strings.Replace(string(images), "  pkg: deb\n", "  pkg: deb\n  uid: 0\n", 1))
+	if v := verdicts(explainNow(t, dir, defaults()))["deb-child/(image)"]; !strings.HasPrefix(v, "rebuild") {
+		t.Errorf("uid 0: deb-child (image) %q", v)
+	}
 }

@@ -34,7 +34,7 @@ import (
 
 // version is bumped when Record's meaning changes; older records read as
 // absent.
-const version = 2
+const version = 3
 
 // Record is what an image was built from.
 type Record struct {
@@ -195,9 +195,10 @@ func (rc *recorder) Bootstrap(s plan.Step) error {
 	return nil
 }
 
-// Config records WORKDIR, ENV and PATH as the one "environment" step.
+// Config records WORKDIR, ENV, PATH and EXPOSE as the one "environment"
+// step: all of it is in the exported config.
 func (rc *recorder) Config(c plan.Config) error {
-	rc.add(RowSetup, plan.Step{Desc: "environment"}, c.Workdir, c.Env, c.PathAppend)
+	rc.add(RowSetup, plan.Step{Desc: "environment"}, c)
 	return nil
 }
 
@@ -217,9 +218,12 @@ func (rc *recorder) Lint(s plan.Step) error {
 	return nil
 }
 
-// User records nothing: the final USER is the image's user, which its
-// steps carry already.
-func (rc *recorder) User(string) error { return nil }
+// User records the final USER: a base's own user changes it without
+// changing a step.
+func (rc *recorder) User(u string) error {
+	rc.add(RowImage, plan.Step{Desc: "user"}, u)
+	return nil
+}
 
 func (rc *recorder) add(row string, s plan.Step, extra ...any) {
 	key := s.Layer + "/" + s.Desc
