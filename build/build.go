@@ -160,17 +160,17 @@ func (p *Prepared) upToDate(ctx context.Context) []string {
 			base = same[cur.Base]
 		}
 		same[rep.Image] = !rep.Rebuild && base
-		if old := olds[rep.Image]; old != nil && same[rep.Image] && p.holds(ctx, images[rep.Image], old.Exported) {
+		if old := olds[rep.Image]; old != nil && same[rep.Image] && p.holds(ctx, images[rep.Image], export.Built{Digest: old.Exported, Config: old.ExportedConfig}) {
 			out = append(out, rep.Image)
 		}
 	}
 	return out
 }
 
-// holds reports whether every destination holds img as digest.
-func (p *Prepared) holds(ctx context.Context, img *plan.Image, digest string) bool {
+// holds reports whether every destination holds img as built.
+func (p *Prepared) holds(ctx context.Context, img *plan.Image, built export.Built) bool {
 	for _, d := range p.req.Dests {
-		if ok, err := d.Holds(ctx, img, digest); err != nil || !ok {
+		if ok, err := d.Holds(ctx, img, built); err != nil || !ok {
 			return false
 		}
 	}

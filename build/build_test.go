@@ -3,7 +3,9 @@ package build
 import (
 	"context"
 	"errors"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -13,10 +15,12 @@ import (
 	"github.com/google/go-containerregistry/pkg/crane"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	controlapi "github.com/moby/buildkit/api/services/control"
 	"github.com/moby/buildkit/client"
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/overthink/ov/baseuser"
+	"github.com/overthink/ov/engine"
 	"github.com/overthink/ov/explain"
 	"github.com/overthink/ov/export"
 	"github.com/overthink/ov/internal/testenv"
@@ -117,36 +121,9 @@ func TestRun(t *testing.T) {
 	t.Setenv("OV_REGISTRY_MIRRORS", "docker.io="+env.Registry)
 	req := Request{Project: p, Family: family, Targets: targets, Builder: env.BuildkitAddr,
 		Dests: []export.Dest{layout}, Outputs: "oci:" + out}
-	// run builds req and counts the progress updates, each from a solve.
-	run := func(req Request) (upToDate, built []string, statuses int) {
-		t.Helper()
-		ch := make(chan *client.SolveStatus)
-		done := make(chan struct{})
-		go func() {
-			for range ch {
-				statuses++
-			}
-			close(done)
-		}()
-		rep, err := Run(ctx, c, req, llb.BuildOptions{Exporter: layout, Status: ch})
-		<-done
-		if err != nil || len(rep.RecordErrs) != 0 {
-			t.Fatalf("build: %v %v", err, rep.RecordErrs)
-		}
-		for _, r := range rep.Results {
-			built = append(built, r.Image)
-		}
-		return rep.UpToDate, built, statuses
-	}
 	check := func(what string, wantUpToDate, wantBuilt []string) {
 		t.Helper()
-		upToDate, built, statuses := run(req)
-		if !slices.Equal(upToDate, wantUpToDate) || !slices.Equal(built, wantBuilt) {
-			t.Errorf("%s: up to date %q, built %q; want %q, %q", what, upToDate, built, wantUpToDate, wantBuilt)
-		}
-		if len(built) == 0 && statuses != 0 {
-			t.Errorf("%s: nothing to build, yet %d progress updates (a solve)", what, statuses)
-		}
+		checkRun(t, c, req, layout, what, wantUpToDate, wantBuilt)
 	}
 
 	check("first build", nil, targets)
@@ -212,6 +189,125 @@ func TestRun(t *testing.T) {
 	check("base digest unknown", nil, targets)
 }
 
+// run builds req, exporting with exp, and counts the progress updates,
+// each from a solve.
+func run(t *testing.T, c *client.Client, req Request, exp export.Exporter) (upToDate, built []string, statuses int) {
+	t.Helper()
+	ch := make(chan *client.SolveStatus)
+	done := make(chan struct{})
+	go func() {
+		for range ch {
+			statuses++
+		}
+		close(done)
+	}()
+	rep, err := Run(context.Background(), c, req, llb.BuildOptions{Exporter: exp, Status: ch})
+	<-done
+	if err != nil || len(rep.RecordErrs) != 0 {
+		t.Fatalf("build: %v %v", err, rep.RecordErrs)
+	}
+	for _, r := range rep.Results {
+		built = append(built, r.Image)
+	}
+	return rep.UpToDate, built, statuses
+}
+
+// checkRun runs req and checks which targets were up to date and which
+// built; with nothing to build, buildkitd must have solved nothing (no
+// progress update, no new record in its build history), and a build must
+// show in both.
+func checkRun(t *testing.T, c *client.Client, req Request, exp export.Exporter, what string, wantUpToDate, wantBuilt []string) {
+	t.Helper()
+	start := time.Now()
+	upToDate, built, statuses := run(t, c, req, exp)
+	if !slices.Equal(upToDate, wantUpToDate) || !slices.Equal(built, wantBuilt) {
+		t.Errorf("%s: up to date %q, built %q; want %q, %q", what, upToDate, built, wantUpToDate, wantBuilt)
+	}
+	solves := solvesSince(t, c, start)
+	if len(built) == 0 && (statuses != 0 || solves != 0) {
+		t.Errorf("%s: nothing to build, yet %d progress updates and %d solves in buildkitd's history", what, statuses, solves)
+	}
+	if len(built) != 0 && (statuses == 0 || solves == 0) {
+		t.Errorf("%s: built %q with %d progress updates and %d solves in buildkitd's history", what, built, statuses, solves)
+	}
+}
+
+// solvesSince counts the solves buildkitd's build history holds that
+// started at or after since, whoever asked for them.
+func solvesSince(t *testing.T, c *client.Client, since time.Time) int {
+	t.Helper()
+	cl, err := c.ControlClient().ListenBuildHistory(context.Background(), &controlapi.BuildHistoryRequest{EarlyExit: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for {
+		ev, err := cl.Recv()
+		if errors.Is(err, io.EOF) {
+			return n
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev.Record != nil && !ev.Record.CreatedAt.AsTime().Before(since) {
+			n++
+		}
+	}
+}
+
+// TestRunLoad: with --load, a build with nothing changed asks the engine
+// (a real dockerd) for each tag's image ID and solves nothing; a tag
+// removed is given back, an image removed is loaded again.
+func TestRunLoad(t *testing.T) {
+	env := testenv.Get(t)
+	ctx := context.Background()
+	host, err := env.StartDocker(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := env.Client(t)
+	t.Setenv("OV_REGISTRY_MIRRORS", "docker.io="+env.Registry)
+	p := project(t)
+	task := plan.TaskSource{URL: env.TaskBaseURL, SHA256: env.TaskSHA256}
+	family, targets, err := Plan(ctx, p, nil, planOptions(task), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng := engine.Engine{Flags: []string{"-H", host}}
+	load := export.Load(eng)
+	req := Request{Project: p, Family: family, Targets: targets, Builder: env.BuildkitAddr,
+		Platforms: []ocispecs.Platform{{OS: "linux", Architecture: "amd64"}}, Dests: []export.Dest{load}, Outputs: "docker load"}
+	check := func(what string, wantUpToDate, wantBuilt []string) {
+		t.Helper()
+		checkRun(t, c, req, load, what, wantUpToDate, wantBuilt)
+	}
+	rmi := func(refs ...string) {
+		t.Helper()
+		if out, err := exec.Command("docker", append([]string{"-H", host, "rmi"}, refs...)...).CombinedOutput(); err != nil {
+			t.Fatalf("docker rmi %q: %v\n%s", refs, err, out)
+		}
+	}
+
+	check("first build", nil, targets)
+	rec := explain.Read(p.Dir, "bb")
+	if rec == nil || rec.ExportedConfig == "" {
+		t.Fatalf("bb's record holds no config digest: %+v", rec)
+	}
+	if id, err := eng.ImageID(ctx, family[0].Tags[0]); err != nil || id != rec.ExportedConfig {
+		t.Errorf("docker has bb as %q (%v), the record %q", id, err, rec.ExportedConfig)
+	}
+	check("nothing changed", targets, nil)
+
+	rmi(family[0].Tags[0])
+	check("bb's first tag removed", targets, nil)
+	if _, err := eng.ImageID(ctx, family[0].Tags[0]); err != nil {
+		t.Errorf("bb's tag %s not given back: %v", family[0].Tags[0], err)
+	}
+
+	rmi(family[1].Tags...)
+	check("bb-child removed", []string{"bb"}, []string{"bb-child"})
+}
+
 // TestRunPush: with --push, a build with nothing changed checks each tag
 // with a HEAD (a new tag is pointed at what the registry has); the
 // registry losing the image, or the base tag moving, builds again.
@@ -243,14 +339,12 @@ images:
 	}
 	push := export.Push()
 	req := Request{Project: p, Family: plans(5), Targets: []string{"pushed"}, Builder: env.BuildkitAddr, Dests: []export.Dest{push}, Outputs: "push"}
-	check := func(what string, wantUpToDate bool) {
+	check := func(what string, upToDate bool) {
 		t.Helper()
-		rep, err := Run(ctx, c, req, llb.BuildOptions{Exporter: push})
-		if err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-		if got := len(rep.UpToDate) == 1; got != wantUpToDate || len(rep.Results) == 1 == wantUpToDate {
-			t.Errorf("%s: up to date %q, built %d; want up to date %v", what, rep.UpToDate, len(rep.Results), wantUpToDate)
+		if upToDate {
+			checkRun(t, c, req, push, what, []string{"pushed"}, nil)
+		} else {
+			checkRun(t, c, req, push, what, nil, []string{"pushed"})
 		}
 	}
 	check("first build", false)
@@ -263,6 +357,15 @@ images:
 		if d, err := crane.Digest(tag, crane.Insecure); err != nil || d != exported {
 			t.Errorf("%s: digest %s, %v; want %s", tag, d, err, exported)
 		}
+	}
+
+	// One tag deleted: pointed at the image again, nothing built.
+	if err := crane.Delete(req.Family[0].Tags[0], crane.Insecure); err != nil {
+		t.Fatal(err)
+	}
+	check("a tag deleted", true)
+	if d, err := crane.Digest(req.Family[0].Tags[0], crane.Insecure); err != nil || d != exported {
+		t.Errorf("%s after the no-op: digest %s, %v; want %s", req.Family[0].Tags[0], d, err, exported)
 	}
 
 	for _, ref := range append(slices.Clone(req.Family[0].Tags), env.Registry+"/noop/pushed@"+exported) {

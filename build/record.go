@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"runtime"
 	"slices"
 	"sync"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/containerd/platforms"
 	"github.com/moby/buildkit/exporter/containerimage/exptypes"
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/overthink/ov/explain"
 	"github.com/overthink/ov/llb"
@@ -32,26 +34,43 @@ type record struct {
 	bases  func(wait time.Duration) map[string]explain.Base // the base digests, waiting at most wait (0: until resolved)
 }
 
-// newRecord fingerprints the family's inputs; the base digests resolve in
-// the background.
+// newRecord fingerprints the family's inputs, several images at a time
+// (each file hashed once, and only when the stat cache does not know it);
+// the base digests resolve in the background.
 func newRecord(ctx context.Context, req Request) (*record, error) {
 	narrow := req.Platforms
 	r := &record{dir: req.Project.Dir, family: req.Family, recs: map[string]*explain.Record{}, inputs: map[string]explain.Inputs{},
 		bases: resolveBases(ctx, req.Family, narrow, req.Offline)}
-	for _, img := range req.Family {
-		in := explain.Inputs{Builder: req.Builder, Platforms: platformNames(img, narrow), Layers: req.Project.Layers}
-		// Layers the last build's check attached are expected attached
-		// again.
-		var attached []string
-		if old := explain.Read(req.Project.Dir, img.Name); old != nil {
-			attached = old.Attached
-		}
-		fp, err := fingerprint(img, in, attached)
-		if err != nil {
-			return nil, fmt.Errorf("image %q: %w", img.Name, err)
-		}
-		r.recs[img.Name], r.inputs[img.Name] = fp, in
+	files := explain.OpenFiles(req.Project.Dir)
+	recs := make([]*explain.Record, len(req.Family))
+	ins := make([]explain.Inputs, len(req.Family))
+	var g errgroup.Group
+	g.SetLimit(runtime.GOMAXPROCS(0))
+	for i, img := range req.Family {
+		g.Go(func() error {
+			in := explain.Inputs{Builder: req.Builder, Platforms: platformNames(img, narrow), Layers: req.Project.Layers, Files: files}
+			// Layers the last build's check attached are expected
+			// attached again.
+			var attached []string
+			if old := explain.Read(req.Project.Dir, img.Name); old != nil {
+				attached = old.Attached
+			}
+			fp, err := fingerprint(img, in, attached)
+			if err != nil {
+				return fmt.Errorf("image %q: %w", img.Name, err)
+			}
+			recs[i], ins[i] = fp, in
+			return nil
+		})
 	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	for i, img := range req.Family {
+		r.recs[img.Name], r.inputs[img.Name] = recs[i], ins[i]
+	}
+	// The cache only saves time: a run that cannot write it hashes again.
+	files.Save()
 	return r, nil
 }
 
@@ -87,13 +106,13 @@ func (r *record) write(results []llb.Result, outputs string) []error {
 	built := map[string]bool{}
 	images := byName(r.family)
 	attached := map[string][]string{}
-	exported := map[string]string{}
+	exported := map[string]map[string]string{}
 	for _, res := range results {
 		for img := images[res.Image]; img != nil; img = images[img.Parent] {
 			built[img.Name] = true
 		}
 		maps.Copy(attached, res.Attached)
-		exported[res.Image] = res.ExporterResponse[exptypes.ExporterImageDigestKey]
+		exported[res.Image] = res.ExporterResponse
 	}
 	// A layer the check attached (or no longer did) changes what was built.
 	for name := range built {
@@ -110,7 +129,8 @@ func (r *record) write(results []llb.Result, outputs string) []error {
 		if !built[rec.Image] {
 			continue
 		}
-		rec.Exported, rec.Outputs = exported[rec.Image], ""
+		resp := exported[rec.Image]
+		rec.Exported, rec.ExportedConfig, rec.Outputs = resp[exptypes.ExporterImageDigestKey], resp[exptypes.ExporterImageConfigDigestKey], ""
 		if rec.Exported != "" {
 			rec.Outputs = outputs
 		}

@@ -86,6 +86,12 @@ func (e Engine) ExistsArgv(ref string) []string {
 	return e.Argv("image", "inspect", "--format", "{{.Id}}", ref)
 }
 
+// IDArgv prints ref's image ID (docker: sha256:<hex>; podman: <hex>),
+// exiting non-zero when the store has no ref.
+func (e Engine) IDArgv(ref string) []string {
+	return e.Argv("image", "inspect", "--format", "{{.Id}}", ref)
+}
+
 // RunArgv is `run` with args (flags, image, command).
 func (e Engine) RunArgv(args ...string) []string { return e.Argv(append([]string{"run"}, args...)...) }
 

@@ -30,6 +30,7 @@ func TestArgv(t *testing.T) {
 			{tc.e.LoadArgv(), tc.load},
 			{tc.e.TagArgv("img:1", "img:2"), tc.tag},
 			{tc.e.ExistsArgv("img:1"), tc.exists},
+			{tc.e.IDArgv("img:1"), strings.Replace(tc.load, "load", "image inspect --format {{.Id}} img:1", 1)},
 			{tc.e.RunArgv("--rm", "img:1"), tc.run},
 			{tc.e.Argv("stop", "c"), tc.stop},
 		} {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -92,6 +93,20 @@ func (e Engine) Load(ctx context.Context, img v1.Image, tags ...string) error {
 // Tag gives ref a second name.
 func (e Engine) Tag(ctx context.Context, ref, tag string) error {
 	return e.run(ctx, e.TagArgv(ref, tag), Stdio{Stdout: e.Stderr})
+}
+
+// ImageID is the ID of ref in the engine's store, with its algorithm
+// ("sha256:..."); an error when the store has no ref.
+func (e Engine) ImageID(ctx context.Context, ref string) (string, error) {
+	var out strings.Builder
+	if err := e.run(ctx, e.IDArgv(ref), Stdio{Stdout: &out}); err != nil {
+		return "", err
+	}
+	id := strings.TrimSpace(out.String())
+	if id != "" && !strings.Contains(id, ":") {
+		id = "sha256:" + id // podman
+	}
+	return id, nil
 }
 
 // Loading is a `load` in progress: write a docker-archive to it, then Close

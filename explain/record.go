@@ -20,10 +20,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
-	"io/fs"
-	"os"
-	"path"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -74,8 +70,11 @@ type Record struct {
 	// or manifest) and Outputs where it went, as the caller describes its
 	// outputs: a later build with the same inputs and outputs whose
 	// destinations still hold Exported has nothing to do (build.Run).
-	Exported string `json:"exported,omitempty"`
-	Outputs  string `json:"outputs,omitempty"`
+	// ExportedConfig is its image config's digest, for a one-platform
+	// image: a container engine's image ID.
+	Exported       string `json:"exported,omitempty"`
+	ExportedConfig string `json:"exported_config,omitempty"`
+	Outputs        string `json:"outputs,omitempty"`
 
 	// DigestErr says why Digest is unknown; not recorded.
 	DigestErr string `json:"-"`
@@ -123,6 +122,9 @@ type Inputs struct {
 	// Layers finds layer.yml of layers whose files no step reads
 	// (spec.Project.Layers).
 	Layers map[string]*spec.Layer
+	// Files hashes the files (OpenFiles: shared by a run's images, with
+	// the project's stat cache); nil hashes every file read.
+	Files *Files
 }
 
 // Fingerprint reads img's inputs: its steps, the files they read and the
@@ -147,12 +149,16 @@ func Fingerprint(img *plan.Image, in Inputs) (*Record, error) {
 	r.SetBase(in.Base)
 	r.Depends = img.Depends
 
+	files := in.Files
+	if files == nil {
+		files = newFiles("")
+	}
 	for _, c := range img.Contexts {
-		files, err := hashDir(c.Dir, c.Rel)
+		digests, err := files.Dir(c.Dir, c.Rel)
 		if err != nil {
 			return nil, fmt.Errorf("layer %q: %w", c.Layer, err)
 		}
-		r.Stages[c.Layer] = Stage{Dir: c.Rel, Files: files}
+		r.Stages[c.Layer] = Stage{Dir: c.Rel, Files: digests}
 	}
 	for _, ps := range img.Pixi {
 		r.Stages[ps.Stage] = Stage{Hash: hash(ps), Reads: []string{ps.Layer}}
@@ -166,7 +172,10 @@ func Fingerprint(img *plan.Image, in Inputs) (*Record, error) {
 	if img.Spec != nil {
 		r.Layers = img.Spec.Install
 		for _, l := range img.Spec.Install {
-			r.LayerYml[l] = layerYml(in.Layers[l])
+			r.LayerYml[l] = ""
+			if ly := in.Layers[l]; ly != nil {
+				r.LayerYml[l] = files.Content(filepath.Join(ly.Dir, "layer.yml"))
+			}
 		}
 	}
 
@@ -284,63 +293,6 @@ func contains(ss []string, s string) bool {
 		}
 	}
 	return false
-}
-
-func layerYml(l *spec.Layer) string {
-	if l == nil {
-		return ""
-	}
-	b, err := os.ReadFile(filepath.Join(l.Dir, "layer.yml"))
-	if err != nil {
-		return ""
-	}
-	sum := sha256.Sum256(b)
-	return "sha256:" + hex.EncodeToString(sum[:])
-}
-
-// hashDir fingerprints every entry under dir by name, type, mode and
-// content (a symlink by its target), keyed rel/<path>.
-func hashDir(dir, rel string) (map[string]string, error) {
-	out := map[string]string{}
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		sub, err := filepath.Rel(dir, p)
-		if err != nil {
-			return err
-		}
-		if sub == "." {
-			return nil
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		h := sha256.New()
-		fmt.Fprintf(h, "%v\x00", info.Mode())
-		switch {
-		case info.Mode().IsRegular():
-			f, err := os.Open(p)
-			if err != nil {
-				return err
-			}
-			_, err = io.Copy(h, f)
-			f.Close()
-			if err != nil {
-				return fmt.Errorf("%s: %w", p, err)
-			}
-		case info.Mode()&fs.ModeSymlink != 0:
-			t, err := os.Readlink(p)
-			if err != nil {
-				return err
-			}
-			io.WriteString(h, t)
-		}
-		out[path.Join(rel, filepath.ToSlash(sub))] = "sha256:" + hex.EncodeToString(h.Sum(nil))
-		return nil
-	})
-	return out, err
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -50,13 +50,19 @@ type Dest interface {
 	// Deliver publishes idx. Its unchanged blobs are also in the OCI layout
 	// at src, for hard links.
 	Deliver(ctx context.Context, img *plan.Image, idx v1.ImageIndex, src string) error
-	// Holds reports whether the destination still has img as exported
-	// with digest (its image index or manifest), under img's current
-	// tags; where that takes only a new name for what is there (a new tag
-	// in the registry, a layout's ref names), it gives it. False means
-	// export again: a build with unchanged inputs skips only what every
-	// destination holds.
-	Holds(ctx context.Context, img *plan.Image, digest string) (bool, error)
+	// Holds reports whether the destination still has img as built
+	// exported it, under img's current tags; where that takes only a new
+	// name for what is there (a new tag in the registry or the engine, a
+	// layout's ref names), it gives it. False means export again: a build
+	// with unchanged inputs skips only what every destination holds.
+	Holds(ctx context.Context, img *plan.Image, built Built) (bool, error)
+}
+
+// Built is what a build exported for an image (BuildKit's exporter
+// response), as its build record keeps it.
+type Built struct {
+	Digest string // the image index or manifest
+	Config string // the image config, for a one-platform image ("" otherwise)
 }
 
 var (

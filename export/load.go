@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -128,6 +129,30 @@ func (l load) Deliver(ctx context.Context, img *plan.Image, idx v1.ImageIndex, _
 	return l.engine.Load(ctx, image, img.Tags...)
 }
 
-// Holds is false: the engine's image ID is not the exported digest, so a
-// loaded image is loaded again (from the builder's cache).
-func (load) Holds(context.Context, *plan.Image, string) (bool, error) { return false, nil }
+// Holds asks the engine for each tag's image ID: an engine that stores
+// images by config (docker's own store, podman) has the config digest as
+// ID, one that stores them by manifest (docker's containerd store) the
+// exported digest. A tag that is missing or names another image, in an
+// engine that still has the built one, is tagged again.
+func (l load) Holds(ctx context.Context, img *plan.Image, built Built) (bool, error) {
+	ids := []string{built.Digest}
+	if built.Config != "" {
+		ids = append(ids, built.Config)
+	}
+	for _, tag := range img.Tags {
+		if id, err := l.engine.ImageID(ctx, tag); err == nil && slices.Contains(ids, id) {
+			continue
+		}
+		found := false
+		for _, id := range ids {
+			if have, err := l.engine.ImageID(ctx, id); err == nil && have == id {
+				found = l.engine.Tag(ctx, id, tag) == nil
+				break
+			}
+		}
+		if !found {
+			return false, nil
+		}
+	}
+	return true, nil
+}

@@ -105,4 +105,4 @@ func tarDir(file, dir string) error {
 
 // Holds is false: an archive is one file to write again, not worth
 // reading back.
-func (ociArchive) Holds(context.Context, *plan.Image, string) (bool, error) { return false, nil }
+func (ociArchive) Holds(context.Context, *plan.Image, Built) (bool, error) { return false, nil }

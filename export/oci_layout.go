@@ -90,7 +90,8 @@ func (o ociLayout) Deliver(_ context.Context, img *plan.Image, idx v1.ImageIndex
 // Holds reports whether the layout's index names digest. Its names are
 // brought up to img's tags (a new CalVer tag) by rewriting index.json,
 // the layout's only file that names them.
-func (o ociLayout) Holds(_ context.Context, img *plan.Image, digest string) (bool, error) {
+func (o ociLayout) Holds(_ context.Context, img *plan.Image, built Built) (bool, error) {
+	digest := built.Digest
 	path := filepath.Join(o.path(img), "index.json")
 	b, err := os.ReadFile(path)
 	if err != nil {

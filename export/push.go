@@ -67,7 +67,8 @@ func (push) Deliver(ctx context.Context, img *plan.Image, idx v1.ImageIndex, _ s
 // names something else, in a repository that still has digest, is pointed
 // at it (a manifest PUT, no blobs); a repository without digest means a
 // push.
-func (push) Holds(ctx context.Context, img *plan.Image, digest string) (bool, error) {
+func (push) Holds(ctx context.Context, img *plan.Image, built Built) (bool, error) {
+	digest := built.Digest
 	opts := []remote.Option{remote.WithAuthFromKeychain(authn.DefaultKeychain), remote.WithContext(ctx), remote.WithUserAgent("ov")}
 	for _, tag := range img.Tags {
 		ref, err := name.ParseReference(tag)
