@@ -160,7 +160,9 @@ type Report struct {
 	Runs    int
 	Rows    []Row
 	Scale   *ScaleResult
-	Notes   []string
+	// NoopScale is the no-op at scale (MeasureNoopScale).
+	NoopScale *NoopScaleResult
+	Notes     []string
 }
 
 // Markdown renders the report for BENCHMARKS.md.
@@ -244,6 +246,7 @@ func (r Report) Markdown() []byte {
 		op("`BenchmarkGenerate/fresh`", s.GenerateFresh)
 		b.WriteString("\n")
 	}
+	r.NoopScale.markdown(&b)
 	notes := r.Notes
 	for _, row := range r.Rows {
 		if Load1(row.LoadStart) > QuietLoad {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/moby/buildkit/client"
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/overthink/ov/explain"
 	"github.com/overthink/ov/export"
@@ -129,8 +130,15 @@ func (p *Prepared) Run(ctx context.Context, c *client.Client, opt llb.BuildOptio
 	}
 	var err error
 	rep.Results, err = llb.Build(ctx, c, opt)
-	rep.RecordErrs = p.rec.write(rep.Results, p.req.Outputs)
+	rep.RecordErrs = p.Record(rep.Results)
 	return rep, err
+}
+
+// Record writes the build records of results (images built, as llb.Build
+// returns them) and the parents they were built on; Run calls it after
+// the solve.
+func (p *Prepared) Record(results []llb.Result) []error {
+	return p.rec.write(results, p.req.Outputs)
 }
 
 // upToDate lists the targets with nothing to do: the same inputs (as
@@ -152,7 +160,7 @@ func (p *Prepared) upToDate(ctx context.Context) []string {
 	}
 	images := byName(p.req.Family)
 	same := map[string]bool{} // inputs known unchanged, parents first
-	var out []string
+	var cands []string
 	for _, rep := range p.Explain() {
 		cur := p.rec.recs[rep.Image]
 		base := cur.Digest != ""
@@ -160,12 +168,34 @@ func (p *Prepared) upToDate(ctx context.Context) []string {
 			base = same[cur.Base]
 		}
 		same[rep.Image] = !rep.Rebuild && base
-		if old := olds[rep.Image]; old != nil && same[rep.Image] && p.holds(ctx, images[rep.Image], export.Built{Digest: old.Exported, Config: old.ExportedConfig}) {
-			out = append(out, rep.Image)
+		if olds[rep.Image] != nil && same[rep.Image] {
+			cands = append(cands, rep.Image)
+		}
+	}
+	// The destinations are asked about several images at a time: a HEAD
+	// per tag adds up over a large family.
+	ok := make([]bool, len(cands))
+	var g errgroup.Group
+	g.SetLimit(holdsParallel)
+	for i, name := range cands {
+		g.Go(func() error {
+			old := olds[name]
+			ok[i] = p.holds(ctx, images[name], export.Built{Digest: old.Exported, Config: old.ExportedConfig})
+			return nil
+		})
+	}
+	g.Wait()
+	var out []string
+	for i, name := range cands {
+		if ok[i] {
+			out = append(out, name)
 		}
 	}
 	return out
 }
+
+// holdsParallel bounds the images whose destinations are checked at once.
+const holdsParallel = 8
 
 // holds reports whether every destination holds img as built.
 func (p *Prepared) holds(ctx context.Context, img *plan.Image, built export.Built) bool {

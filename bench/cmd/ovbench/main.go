@@ -1,7 +1,8 @@
 // Command ovbench runs issue 7's benchmarks: ov build against ov generate +
 // docker buildx bake, alternating, in the same run, on the same buildkitd
-// (cold, no-op, incremental, merge), and ov validate/generate on a
-// synthetic 100-image project. It prints the results and writes them as a
+// (cold, no-op to a registry and to OCI layouts, incremental, merge), the
+// no-op of a synthetic 100-image project (noop-scale), and ov
+// validate/generate on it (scale). It prints the results and writes them as a
 // markdown table (BENCHMARKS.md). Timings are measurements, not checks.
 //
 //	go run ./bench/cmd/ovbench -runs 3 -out BENCHMARKS.md
@@ -29,7 +30,7 @@ import (
 )
 
 // Scenarios, in the order they run.
-var allScenarios = []string{"cold", "noop", "incremental", "merge", "scale"}
+var allScenarios = []string{"cold", "noop", "incremental", "merge", "noop-scale", "scale"}
 
 func main() {
 	runs := flag.Int("runs", 3, "timed runs per scenario and contender (a cold run is a full build: minutes)")
@@ -118,7 +119,7 @@ func run(ctx context.Context, want map[string]bool, runs int, keep bool) (*bench
 		return rep, err
 	}
 
-	if want["cold"] || want["noop"] || want["incremental"] || want["merge"] {
+	if want["cold"] || want["noop"] || want["incremental"] || want["merge"] || want["noop-scale"] {
 		if err := buildScenarios(ctx, rep, want, root, work, bin, runs); err != nil {
 			return rep, err
 		}
@@ -145,13 +146,29 @@ func buildScenarios(ctx context.Context, rep *bench.Report, want map[string]bool
 	}
 	defer env.Close()
 
-	f, err := newFamily(ctx, env, root, work, bin)
-	if err != nil {
-		return err
+	if want["cold"] || want["noop"] || want["incremental"] || want["merge"] {
+		f, err := newFamily(ctx, env, root, work, bin)
+		if err != nil {
+			return err
+		}
+		defer f.close()
+		rep.Notes = append(rep.Notes, f.notes...)
+		if err := f.measure(ctx, rep, want, runs); err != nil {
+			return err
+		}
 	}
-	defer f.close()
-	rep.Notes = append(rep.Notes, f.notes...)
-	return f.measure(ctx, rep, want, runs)
+	if want["noop-scale"] {
+		logf("no-op at scale: %d images, %d layers", bench.Issue7.Images, bench.Issue7.Layers)
+		bc, err := env.NewClient(ctx)
+		if err != nil {
+			return err
+		}
+		defer bc.Close()
+		if rep.NoopScale, err = bench.MeasureNoopScale(ctx, bc, work, env.Registry, bench.Issue7, runs); err != nil {
+			return fmt.Errorf("no-op at scale: %w", err)
+		}
+	}
+	return nil
 }
 
 // repoRoot walks up to the module holding bench/.
