@@ -3,9 +3,11 @@ package generate
 import (
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/distribution/reference"
+	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclwrite"
 	"github.com/zclconf/go-cty/cty"
 
@@ -30,6 +32,17 @@ func Bake(plans []*plan.Image) ([]byte, error) {
 	}
 	group := body.AppendNewBlock("group", []string{"default"}).Body()
 	group.SetAttributeValue("targets", list(names))
+	if e := epochOf(plans); e != nil {
+		body.AppendNewline()
+		// An epoch of now is left to bake's run (empty: the build's time),
+		// so a second generate writes the same file.
+		def := ""
+		if !e.Now {
+			def = strconv.FormatInt(e.Unix, 10)
+		}
+		v := body.AppendNewBlock("variable", []string{plan.EpochEnv}).Body()
+		v.SetAttributeValue("default", cty.StringVal(def))
+	}
 
 	for _, img := range plans {
 		body.AppendNewline()
@@ -53,8 +66,42 @@ func Bake(plans []*plan.Image) ([]byte, error) {
 		}
 		t.SetAttributeValue("tags", strings2list(img.Tags))
 		t.SetAttributeValue("platforms", strings2list(img.Platforms))
+		if img.Epoch != nil {
+			setEpoch(t, img.Epoch)
+		}
 	}
 	return append([]byte(Header(BakePath)+"\n"), f.Bytes()...), nil
+}
+
+// epochOf is the plans' epoch (plan.Options gives every image the same).
+func epochOf(plans []*plan.Image) *plan.Epoch {
+	for _, img := range plans {
+		if img.Epoch != nil {
+			return img.Epoch
+		}
+	}
+	return nil
+}
+
+// epochOutput is the output attributes that stamp the epoch, as ov build's
+// exports do: created and history times, and layer file mtimes clamped to
+// it. `--push` keeps them (bake sets push=true on this output); `--load`
+// and a `--set *.output=...` replace it and must add them to match.
+const epochOutput = "type=image,rewrite-timestamp=true,source-date-epoch=%s"
+
+// setEpoch stamps target t with the SOURCE_DATE_EPOCH variable, which the
+// environment variable of that name overrides at bake time (bake then also
+// passes it as a build argument, so the steps see it as ov build's do). An
+// explicit epoch is passed to the steps from the file too.
+func setEpoch(t *hclwrite.Body, e *plan.Epoch) {
+	v := hclwrite.TokensForTraversal(hcl.Traversal{hcl.TraverseRoot{Name: plan.EpochEnv}})
+	out := hclwrite.TokensForFunctionCall("format", hclwrite.TokensForValue(cty.StringVal(epochOutput)), v)
+	t.SetAttributeRaw("output", hclwrite.TokensForTuple([]hclwrite.Tokens{out}))
+	if e.Explicit {
+		t.SetAttributeRaw("args", hclwrite.TokensForObject([]hclwrite.ObjectAttrTokens{{
+			Name: hclwrite.TokensForIdentifier(plan.EpochEnv), Value: v,
+		}}))
+	}
 }
 
 // ContextName is the bake context key a Containerfile's `FROM ref` looks

@@ -45,6 +45,7 @@ func Containerfile(img *plan.Image) ([]byte, error) {
 	for _, ps := range img.Pixi {
 		w.blank()
 		w.line("FROM " + ps.Image + " AS " + ps.Stage)
+		w.epochArg()
 		if ps.Setup != "" {
 			w.line("RUN " + ps.Setup)
 		}
@@ -86,6 +87,7 @@ func Containerfile(img *plan.Image) ([]byte, error) {
 
 	w.blank()
 	w.line("FROM ${BASE_IMAGE}")
+	w.epochArg()
 	if err := img.Walk(w); err != nil {
 		return nil, err
 	}
@@ -186,6 +188,16 @@ func (w *cfWriter) User(uid string) error {
 	w.blank()
 	w.setUser(uid)
 	return nil
+}
+
+// epochArg declares SOURCE_DATE_EPOCH in a stage: the RUNs after it see
+// the build argument when bake passes one (an explicit epoch, see
+// plan.Epoch), and nothing otherwise. The value stays out of the file, so
+// the Containerfile does not change with it.
+func (w *cfWriter) epochArg() {
+	if w.img.Epoch != nil {
+		w.line("ARG " + plan.EpochEnv)
+	}
 }
 
 func (w *cfWriter) line(s string) { w.buf.WriteString(s + "\n") }

@@ -26,6 +26,10 @@ var update = flag.Bool("update", false, "rewrite the golden files under testdata
 
 const calver = "2026.47.905"
 
+// epoch is the goldens' SOURCE_DATE_EPOCH, as from a commit: the exports
+// stamp it, the steps do not see it.
+const epoch = 1700000000
+
 // users stands in for baseuser.Lookup: ubuntu:24.04 has user ubuntu at uid
 // 1000, like the real image; every base has root at uid 0 and no other
 // account.
@@ -42,7 +46,7 @@ func users(_ context.Context, ref string, want spec.User) (spec.User, error) {
 }
 
 func testOptions() plan.Options {
-	return plan.Options{CalVer: calver, Users: users}
+	return plan.Options{CalVer: calver, Users: users, Epoch: &plan.Epoch{Unix: epoch}}
 }
 
 // projectDir is where the test project name lives: testdata/<name>, or the

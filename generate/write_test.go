@@ -238,3 +238,84 @@ func TestBakeFileAsBuildxReadsIt(t *testing.T) {
 		t.Errorf("app-extra Containerfile does not build FROM the parent's stable ref:\n%s", cf)
 	}
 }
+
+// The epoch reaches bake as ov build uses it: a default one only stamps the
+// output (created, history, file mtimes), an explicit one also reaches the
+// steps as a build argument, and SOURCE_DATE_EPOCH in bake's environment
+// overrides the one generated (bake then passes it to the steps itself).
+// The Containerfiles only declare the argument: they do not change with the
+// epoch, so neither does their build cache.
+func TestBakeFileEpoch(t *testing.T) {
+	dir := copyProject(t, "family")
+	p, err := spec.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	read := func(e *plan.Epoch) (map[string]*bake.Target, map[string][]byte) {
+		t.Helper()
+		o := testOptions()
+		o.Epoch = e
+		plans, err := plan.Build(p, nil, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files, err := generate.Files(plans)
+		if err != nil {
+			t.Fatal(err)
+		}
+		targets, _, err := bake.ReadTargets(context.Background(), []bake.File{{Name: "docker-bake.hcl", Data: files[generate.BakePath]}},
+			[]string{"default"}, nil, nil, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return targets, files
+	}
+	output := func(tg *bake.Target) string {
+		var out []string
+		for _, o := range tg.Outputs {
+			out = append(out, o.String())
+		}
+		return strings.Join(out, " ")
+	}
+	const stamp = "type=image,rewrite-timestamp=true,source-date-epoch="
+
+	targets, files := read(&plan.Epoch{Unix: 17})
+	if got := output(targets["app"]); got != stamp+"17" {
+		t.Errorf("default epoch: output %q", got)
+	}
+	if _, ok := targets["app"].Args[plan.EpochEnv]; ok {
+		t.Errorf("default epoch: passed to the steps: %v", targets["app"].Args)
+	}
+	explicit, files2 := read(&plan.Epoch{Unix: 18, Explicit: true})
+	if v := explicit["app"].Args[plan.EpochEnv]; v == nil || *v != "18" || output(explicit["app"]) != stamp+"18" {
+		t.Errorf("explicit epoch: args %v output %q", explicit["app"].Args, output(explicit["app"]))
+	}
+	for rel, b := range files {
+		if rel == generate.BakePath {
+			continue
+		}
+		if !bytes.Equal(b, files2[rel]) {
+			t.Errorf("%s depends on the epoch", rel)
+		}
+		if strings.HasSuffix(rel, "Containerfile") && !bytes.Contains(b, []byte("FROM ${BASE_IMAGE}\nARG SOURCE_DATE_EPOCH\n")) {
+			t.Errorf("%s does not declare SOURCE_DATE_EPOCH in its main stage:\n%s", rel, b)
+		}
+	}
+
+	t.Setenv(plan.EpochEnv, "19")
+	targets, _ = read(&plan.Epoch{Unix: 17})
+	if got := output(targets["app"]); got != stamp+"19" {
+		t.Errorf("SOURCE_DATE_EPOCH=19 in bake's environment: output %q", got)
+	}
+
+	t.Setenv(plan.EpochEnv, "")
+	now, _ := read(&plan.Epoch{Unix: 20, Now: true})
+	if got := output(now["app"]); got != stamp {
+		t.Errorf("epoch now: output %q, want the build's time (empty)", got)
+	}
+
+	none, _ := read(nil)
+	if len(none["app"].Outputs) != 0 || len(none["app"].Args) != 0 {
+		t.Errorf("no epoch: outputs %v args %v", none["app"].Outputs, none["app"].Args)
+	}
+}

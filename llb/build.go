@@ -21,6 +21,7 @@ import (
 	bk "github.com/moby/buildkit/client/llb"
 	"github.com/moby/buildkit/client/llb/sourceresolver"
 	"github.com/moby/buildkit/exporter/containerimage/exptypes"
+	commonexptypes "github.com/moby/buildkit/exporter/exptypes"
 	gateway "github.com/moby/buildkit/frontend/gateway/client"
 	"github.com/moby/buildkit/session"
 	"github.com/moby/buildkit/session/auth/authprovider"
@@ -269,7 +270,7 @@ func (b *builder) build(ctx context.Context, c *client.Client, img *plan.Image) 
 
 	logs := newLogTail()
 	so := client.SolveOpt{
-		Exports:     exp.Entries(),
+		Exports:     EpochAttrs(exp.Entries(), img.Epoch),
 		LocalMounts: b.mounts,
 		Session:     b.session,
 		SharedKey:   "ov",
@@ -307,6 +308,28 @@ func (b *builder) build(ctx context.Context, c *client.Client, img *plan.Image) 
 	return Result{Image: img.Name, Platforms: ps, ExporterResponse: resp.ExporterResponse, Attached: b.attachedOf(img)}, nil
 }
 
+// EpochAttrs returns entries with e stamped by BuildKit's image exporters:
+// the config's created time and the history times set to it (those of the
+// base kept), and every file of the image's own layers no newer than it
+// (rewrite-timestamp), so that the layers do not carry the build's time.
+// The exporter does this after the solve: the epoch enters no cache key.
+func EpochAttrs(entries []client.ExportEntry, e *plan.Epoch) []client.ExportEntry {
+	if e == nil {
+		return entries
+	}
+	out := make([]client.ExportEntry, len(entries))
+	for i, x := range entries {
+		x.Attrs = maps.Clone(x.Attrs)
+		if x.Attrs == nil {
+			x.Attrs = map[string]string{}
+		}
+		x.Attrs[string(exptypes.OptKeyRewriteTimestamp)] = "true"
+		x.Attrs[string(commonexptypes.OptKeySourceDateEpoch)] = strconv.FormatInt(e.Unix, 10)
+		out[i] = x
+	}
+	return out
+}
+
 // forward returns a status channel for one c.Build (which closes it): its
 // statuses go to logs and the caller's Status.
 func (b *builder) forward(logs *logTail) chan *client.SolveStatus {
@@ -339,6 +362,7 @@ func (b *builder) solve(ctx context.Context, gc gateway.Client, img *plan.Image,
 	}
 	refs := make([]gateway.Reference, len(ps))
 	configs := make([][]byte, len(ps))
+	bases := make([][]byte, len(ps))
 	// No cancelling the other platforms when one fails or retries: a
 	// session must end with no solve of its own in flight, or another
 	// image's session sharing that vertex can wait for it forever.
@@ -349,7 +373,7 @@ func (b *builder) solve(ctx context.Context, gc gateway.Client, img *plan.Image,
 			if err != nil {
 				return err
 			}
-			refs[i] = ref
+			refs[i], bases[i] = ref, out.BaseConfig
 			configs[i], err = json.Marshal(out.Config)
 			return err
 		})
@@ -367,6 +391,7 @@ func (b *builder) solve(ctx context.Context, gc gateway.Client, img *plan.Image,
 	if len(ps) == 1 {
 		res.SetRef(refs[0])
 		res.AddMeta(exptypes.ExporterImageConfigKey, configs[0])
+		addMeta(res, exptypes.ExporterImageBaseConfigKey, bases[0])
 		return res, nil
 	}
 	var expPlatforms exptypes.Platforms
@@ -374,6 +399,7 @@ func (b *builder) solve(ctx context.Context, gc gateway.Client, img *plan.Image,
 		id := platforms.FormatAll(p)
 		res.AddRef(id, refs[i])
 		res.AddMeta(exptypes.ExporterImageConfigKey+"/"+id, configs[i])
+		addMeta(res, exptypes.ExporterImageBaseConfigKey+"/"+id, bases[i])
 		expPlatforms.Platforms = append(expPlatforms.Platforms, exptypes.Platform{ID: id, Platform: p})
 	}
 	dt, err := json.Marshal(expPlatforms)
@@ -382,6 +408,13 @@ func (b *builder) solve(ctx context.Context, gc gateway.Client, img *plan.Image,
 	}
 	res.AddMeta(exptypes.ExporterPlatformsKey, dt)
 	return res, nil
+}
+
+// addMeta adds v under k, unless empty.
+func addMeta(res *gateway.Result, k string, v []byte) {
+	if len(v) > 0 {
+		res.AddMeta(k, v)
+	}
 }
 
 // compile compiles name and the parents it is built on for one platform,

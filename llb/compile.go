@@ -43,6 +43,11 @@ type Image struct {
 	Platform ocispecs.Platform
 	State    bk.State
 	Config   dockerspec.DockerOCIImage
+	// BaseConfig is the config of the external base the image (or its
+	// first ancestor) starts from, nil for scratch: the exporter keeps the
+	// layers and history times it lists as they are when it stamps the
+	// epoch (plan.Epoch), as it does for a Containerfile's FROM.
+	BaseConfig []byte
 
 	// Checks are the detached-layer checks of this image and the images it
 	// is built on (see detach.go): solve each and read CheckFile from it.
@@ -136,6 +141,7 @@ type stage struct {
 	st       bk.State
 	cfg      dockerspec.DockerOCIImage
 	platform ocispecs.Platform
+	base     []byte // the external base's config as resolved; nil for scratch
 }
 
 func (c *compiler) compile(ctx context.Context) (*Image, error) {
@@ -159,6 +165,7 @@ func (c *compiler) compile(ctx context.Context) (*Image, error) {
 		c.main.st = p.State
 		c.main.cfg = cloneConfig(p.Config)
 		c.main.cfg.Created = nil
+		c.main.base = p.BaseConfig
 	} else {
 		if err := c.main.from(ctx, c.opt.Resolver, img.External, c.label("", "FROM "+img.External)); err != nil {
 			return nil, err
@@ -166,6 +173,7 @@ func (c *compiler) compile(ctx context.Context) (*Image, error) {
 	}
 	c.main.st = c.main.st.Platform(c.platform)
 	c.main.init()
+	c.epochEnv(c.main)
 
 	parts := &mainParts{ctx: ctx, c: c}
 	if err := img.Walk(parts); err != nil {
@@ -180,7 +188,7 @@ func (c *compiler) compile(ctx context.Context) (*Image, error) {
 	}
 	c.main.finalizePlatform()
 	st := c.main.st.SetMarshalDefaults(bk.Platform(c.platform))
-	return &Image{Name: img.Name, Platform: c.platform, State: st, Config: c.main.cfg, Checks: checks}, nil
+	return &Image{Name: img.Name, Platform: c.platform, State: st, Config: c.main.cfg, BaseConfig: c.main.base, Checks: checks}, nil
 }
 
 // mainParts applies the plan's parts to the main stage.
@@ -307,6 +315,7 @@ func (c *compiler) pixiStage(ctx context.Context, ps plan.PixiStage) (bk.State, 
 		return bk.State{}, err
 	}
 	s.init()
+	c.epochEnv(s)
 	if ps.Setup != "" {
 		s.run(bk.Args(s.shell(ps.Setup)), c.label(ps.Layer, "pixi "+ps.Setup).opt())
 	}
@@ -318,6 +327,16 @@ func (c *compiler) pixiStage(ctx context.Context, ps plan.PixiStage) (bk.State, 
 	}
 	s.run(bk.Args(s.shell(ps.Install)), c.label(ps.Layer, "pixi "+ps.Install).opt())
 	return s.st, nil
+}
+
+// epochEnv gives the steps of stage s an explicit SOURCE_DATE_EPOCH, as
+// ARG SOURCE_DATE_EPOCH does in the Containerfile with bake's build
+// argument (plan.Epoch). A default epoch stays out of the steps, and so
+// out of their cache keys: the exporter stamps it (EpochAttrs).
+func (c *compiler) epochEnv(s *stage) {
+	if e := c.img.Epoch; e != nil && e.Explicit {
+		s.st = s.st.AddEnv(plan.EpochEnv, strconv.FormatInt(e.Unix, 10))
+	}
 }
 
 func (c *compiler) step(ctx context.Context, s plan.Step) error {
@@ -481,6 +500,7 @@ func (s *stage) from(ctx context.Context, r bk.ImageMetaResolver, ref string, lb
 		s.st = bk.Scratch()
 		return nil
 	}
+	s.base = dt
 	s.st = bk.Image(named.String(), bk.Platform(s.platform), lbl.opt())
 	return nil
 }

@@ -1,6 +1,7 @@
 package llb
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/containerd/platforms"
+	"github.com/moby/buildkit/client"
 	"github.com/moby/buildkit/client/llb/sourceresolver"
 	"github.com/moby/buildkit/solver/pb"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
@@ -656,5 +658,68 @@ func TestCompileChildOwnUser(t *testing.T) {
 	tool := marshal(t, child).named(t, "tool: root.yml").GetExec()
 	if tool.Meta.User != "root" || tool.Meta.Cwd != "/root" {
 		t.Errorf("child step meta = %+v", tool.Meta)
+	}
+}
+
+// An explicit epoch reaches every step's environment (as ARG
+// SOURCE_DATE_EPOCH gives it to the Containerfile's RUNs), a default one no
+// step: it changes with every commit and would rerun them all. Either way
+// the exports stamp it, and the image carries its external base's config
+// (the parent's for a child) so that the exporter keeps the base's layers.
+func TestCompileEpoch(t *testing.T) {
+	dir := t.TempDir()
+	compile := func(e *plan.Epoch) (*Image, *Image) {
+		t.Helper()
+		r := resolver()
+		pp := parentPlan(dir)
+		pp.Epoch = e
+		parent, err := Compile(context.Background(), pp, amd64, Options{Resolver: r})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cp := childPlan()
+		cp.Epoch = e
+		child, err := Compile(context.Background(), cp, amd64, Options{Resolver: r, Parent: parent})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return parent, child
+	}
+	const env = plan.EpochEnv + "=1700000000"
+	parent, child := compile(&plan.Epoch{Unix: 1700000000, Explicit: true})
+	if e := marshal(t, child).named(t, "tool: root.yml").GetExec(); !slices.Contains(e.Meta.Env, env) {
+		t.Errorf("explicit epoch: child step env %q lacks %s", e.Meta.Env, env)
+	}
+	if slices.ContainsFunc(child.Config.Config.Env, func(kv string) bool { return strings.HasPrefix(kv, plan.EpochEnv+"=") }) {
+		t.Errorf("the epoch entered the image's config env: %q", child.Config.Config.Env)
+	}
+	if len(parent.BaseConfig) == 0 || !bytes.Equal(child.BaseConfig, parent.BaseConfig) {
+		t.Errorf("base config: parent %d bytes, child %q", len(parent.BaseConfig), child.BaseConfig)
+	}
+
+	_, def := compile(&plan.Epoch{Unix: 1700000000})
+	for d, op := range marshal(t, def).ops {
+		if e := op.GetExec(); e != nil && slices.ContainsFunc(e.Meta.Env, func(kv string) bool { return strings.HasPrefix(kv, plan.EpochEnv+"=") }) {
+			t.Errorf("default epoch: step %s sees it: %q", d, e.Meta.Env)
+		}
+	}
+	_, none := compile(nil)
+	a, b := marshal(t, def).named(t, "tool: root.yml").GetExec(), marshal(t, none).named(t, "tool: root.yml").GetExec()
+	if !slices.Equal(a.Meta.Env, b.Meta.Env) {
+		t.Errorf("a default epoch changed a step's env (and its cache key): %q, without %q", a.Meta.Env, b.Meta.Env)
+	}
+
+	entries := []client.ExportEntry{{Type: client.ExporterOCI, Attrs: map[string]string{"name": "x"}}, {Type: client.ExporterDocker}}
+	got := EpochAttrs(entries, &plan.Epoch{Unix: 42})
+	for _, x := range got {
+		if x.Attrs["rewrite-timestamp"] != "true" || x.Attrs["source-date-epoch"] != "42" {
+			t.Errorf("%s export attrs %v", x.Type, x.Attrs)
+		}
+	}
+	if got[0].Attrs["name"] != "x" || len(entries[0].Attrs) != 1 {
+		t.Errorf("attrs: %v, the caller's changed to %v", got[0].Attrs, entries[0].Attrs)
+	}
+	if n := EpochAttrs(entries, nil); n[0].Attrs["rewrite-timestamp"] != "" {
+		t.Errorf("no epoch: attrs %v", n[0].Attrs)
 	}
 }

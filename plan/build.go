@@ -49,6 +49,8 @@ type Options struct {
 	// PixiImage is the image pixi build stages run in; default
 	// DefaultPixiImage.
 	PixiImage string
+	// Epoch is the SOURCE_DATE_EPOCH of every image; nil for none.
+	Epoch *Epoch
 	// Users resolves users of external bases; nil uses the configured user
 	// with home /home/<user> (/root for uid 0) without asking any registry.
 	Users UserLookup
@@ -159,6 +161,7 @@ func (b *builder) image(img *spec.Image) (*Image, error) {
 		Tags:      img.Tags(b.opts.CalVer, b.opts.TagOverride),
 		Platforms: slices.Clone(img.Platforms),
 		Task:      b.opts.Task,
+		Epoch:     b.opts.Epoch,
 	}
 	for _, t := range pl.Tags {
 		if strings.HasSuffix(t, ":") {

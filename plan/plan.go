@@ -20,6 +20,9 @@ type Image struct {
 
 	Tags      []string // full references to tag the result with
 	Platforms []string
+	// Epoch is SOURCE_DATE_EPOCH, nil for none: the image's created and
+	// history times and the clamp for its files' mtimes.
+	Epoch *Epoch
 
 	Contexts []Context   // scratch stages: one per layer whose files steps use
 	Pixi     []PixiStage // pixi build stages, in layer order
@@ -55,6 +58,26 @@ type Image struct {
 	// USER FinalUser (which changes no file); nil unless bootc.
 	Lint *Step
 }
+
+// Epoch is the time an image says it was built (SOURCE_DATE_EPOCH).
+// The exporters stamp it (created, history, layer file mtimes clamped to
+// it), so it enters no cache key; only an explicit one reaches the steps'
+// environment, where it does.
+type Epoch struct {
+	Unix int64
+	// Explicit: given by --source-date-epoch or SOURCE_DATE_EPOCH. Every
+	// step then sees SOURCE_DATE_EPOCH (as the Dockerfile frontend gives it
+	// to the RUNs after ARG SOURCE_DATE_EPOCH), and changing it reruns them.
+	// A default epoch (the last commit's time, or now) changes with every
+	// commit or run and would rebuild every step each time: it stays out.
+	Explicit bool
+	// Now: no clean git checkout to take it from; the build's own time,
+	// which differs run to run.
+	Now bool
+}
+
+// EpochEnv is the environment variable (and build argument) of the epoch.
+const EpochEnv = "SOURCE_DATE_EPOCH"
 
 // Context is a layer's files as a scratch stage named after the layer.
 type Context struct {

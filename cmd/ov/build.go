@@ -130,6 +130,7 @@ func (c *BuildCmd) Run(g *Globals) error {
 	if err != nil {
 		return err
 	}
+	opt = withEpoch(ctx, g, p, opt)
 	plans, targets, err := build.Plan(ctx, p, c.Images, opt, narrow)
 	var perr *build.PlatformError
 	if errors.As(err, &perr) {
@@ -235,6 +236,12 @@ func (c *BuildCmd) outputsKey(family []*plan.Image, targets []string, outs []out
 		fmt.Fprintf(&b, " merge=%d;", c.maxBytes(img))
 	}
 	fmt.Fprintf(&b, " platforms=%s no-detach=%v", formatPlatforms(narrow), c.NoDetach)
+	// An image of another epoch is another image; one of now is whatever
+	// the last build made.
+	if len(family) > 0 && family[0].Epoch != nil && !family[0].Epoch.Now {
+		e := family[0].Epoch
+		fmt.Fprintf(&b, " epoch=%d", e.Unix)
+	}
 	return b.String()
 }
 

@@ -43,7 +43,7 @@ func (c *GenerateCmd) Run(g *Globals) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	plans, err := plan.BuildContext(ctx, p, nil, opt)
+	plans, err := plan.BuildContext(ctx, p, nil, withEpoch(ctx, g, p, opt))
 	if err != nil {
 		return planError(err)
 	}

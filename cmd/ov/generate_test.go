@@ -135,3 +135,41 @@ func TestGenerateUnreachableBase(t *testing.T) {
 		}
 	}
 }
+
+// --source-date-epoch and SOURCE_DATE_EPOCH give the bake file an explicit
+// epoch (the steps see it); a bad one is exit 1; without either, a
+// project that is no git checkout gets now, left to bake's run.
+func TestGenerateSourceDateEpoch(t *testing.T) {
+	t.Setenv("OV_OFFLINE", "1")
+	t.Setenv("SOURCE_DATE_EPOCH", "")
+	dir := genProject(t, "debian:bookworm")
+	hcl := func() string {
+		t.Helper()
+		b, err := os.ReadFile(filepath.Join(dir, ".build", "docker-bake.hcl"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	if code, out := ovIn(dir, time.Now(), "generate", "--source-date-epoch", "1234"); code != 0 {
+		t.Fatalf("exit %d: %s", code, out)
+	}
+	if h := hcl(); !strings.Contains(h, `default = "1234"`) || !strings.Contains(h, "SOURCE_DATE_EPOCH = SOURCE_DATE_EPOCH") {
+		t.Errorf("--source-date-epoch 1234:\n%s", h)
+	}
+	t.Setenv("SOURCE_DATE_EPOCH", "99")
+	if code, out := ovIn(dir, time.Now(), "generate"); code != 0 || !strings.Contains(hcl(), `default = "99"`) {
+		t.Errorf("SOURCE_DATE_EPOCH=99: exit %d: %s\n%s", code, out, hcl())
+	}
+	t.Setenv("SOURCE_DATE_EPOCH", "soon")
+	if code, out := ovIn(dir, time.Now(), "generate"); code != 1 || !strings.Contains(out, "--source-date-epoch") {
+		t.Errorf("SOURCE_DATE_EPOCH=soon: exit %d: %s", code, out)
+	}
+	t.Setenv("SOURCE_DATE_EPOCH", "")
+	if code, out := ovIn(dir, time.Now(), "generate"); code != 0 {
+		t.Fatalf("exit %d: %s", code, out)
+	}
+	if h := hcl(); !strings.Contains(h, `default = ""`) || strings.Contains(h, "SOURCE_DATE_EPOCH = SOURCE_DATE_EPOCH") {
+		t.Errorf("no epoch, no git checkout:\n%s", h)
+	}
+}

@@ -1,6 +1,9 @@
 package main
 
 import (
+	"context"
+
+	"github.com/overthink/ov/build"
 	"github.com/overthink/ov/plan"
 	"github.com/overthink/ov/spec"
 )
@@ -12,6 +15,7 @@ type PlanFlags struct {
 	TaskURL     string            `name:"task-url" env:"OV_TASK_URL" placeholder:"URL" help:"Directory URL holding task_linux_<arch>.tar.gz for the bootstrap (default: the go-task v3.54.0 release)."`
 	TaskSHA256  map[string]string `name:"task-sha256" env:"OV_TASK_SHA256" mapsep:"," placeholder:"amd64=HEX,arm64=HEX" help:"Pin the task archives by sha256, per architecture."`
 	OfflineUser bool              `name:"offline-user" help:"Do not read base images' /etc/passwd: use the configured user, uid and gid with home /home/<user> (also OV_OFFLINE=1)."`
+	Epoch       string            `name:"source-date-epoch" env:"SOURCE_DATE_EPOCH" placeholder:"SECONDS" help:"The images' time (Unix seconds): their created and history times, and no file in their layers newer. Every step sees it as SOURCE_DATE_EPOCH (a change reruns them). Default: the time of the last commit changing images.yml or layers/ when the project is a git checkout without uncommitted changes to them, else now; the default stays out of the steps and their cache."`
 }
 
 // options checks the flags and returns the plan options for a run at g's
@@ -26,12 +30,28 @@ func (f PlanFlags) options(g *Globals) (plan.Options, error) {
 	if err != nil {
 		return plan.Options{}, err
 	}
+	var epoch *plan.Epoch
+	if f.Epoch != "" {
+		if epoch, err = build.ParseEpoch(f.Epoch); err != nil {
+			return plan.Options{}, userErrorf("--source-date-epoch: %v", err)
+		}
+	}
 	return plan.Options{
 		CalVer:      g.CalVer(),
 		TagOverride: f.Tag,
 		Task:        plan.TaskSource{URL: f.TaskURL, SHA256: f.TaskSHA256},
 		Users:       users,
+		Epoch:       epoch,
 	}, nil
+}
+
+// withEpoch gives opt the default epoch of project p when no flag or
+// environment variable gave one.
+func withEpoch(ctx context.Context, g *Globals, p *spec.Project, opt plan.Options) plan.Options {
+	if opt.Epoch == nil {
+		opt.Epoch = build.DefaultEpoch(ctx, p.Dir, g.Now)
+	}
+	return opt
 }
 
 // offline reports whether ov must not ask registries about bases

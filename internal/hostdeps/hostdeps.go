@@ -44,6 +44,7 @@ var Programs = []Program{
 	{"dockerd", "docker.io", "testenv: a private Docker engine"},
 	{"dpkg-deb", "dpkg", "testenv: unpack busybox-static debs"},
 	{"fish", "fish", "ov completion: fish loads the code and completes"},
+	{"git", "git", "ov build/generate: the project's last commit time (SOURCE_DATE_EPOCH)"},
 	{"go", "", "the Go toolchain the README asks for"},
 	{"grep", "grep", "setup probes"},
 	{"id", "coreutils", "bootc tasks: rootful podman"},

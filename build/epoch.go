@@ -1,0 +1,74 @@
+package build
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os/exec"
+	"strconv"
+	"time"
+
+	"github.com/overthink/ov/plan"
+)
+
+// epochInputs are the project's files whose commit dates its images: a
+// commit elsewhere in the repository changes no image, so not their epoch.
+var epochInputs = []string{"images.yml", "layers"}
+
+// gitArgs are git's arguments to run args in dir on the project's inputs.
+func gitArgs(dir string, args ...string) []string {
+	argv := append([]string{"-C", dir}, args...)
+	return append(append(argv, "--"), epochInputs...)
+}
+
+// statusArgv lists uncommitted changes (untracked files too) to the inputs.
+func statusArgs(dir string) []string {
+	return gitArgs(dir, "status", "--porcelain", "--untracked-files=all")
+}
+
+// commitTimeArgv prints the commit time (Unix seconds) of the last commit
+// that changed the inputs.
+func commitTimeArgs(dir string) []string {
+	return gitArgs(dir, "log", "-1", "--format=%ct")
+}
+
+// DefaultEpoch is the SOURCE_DATE_EPOCH of a project at dir with no
+// explicit one: the time of the last commit that changed images.yml or
+// layers/ when the project is a git checkout without uncommitted changes
+// to them, else now (Epoch.Now). A build of one commit is then stamped
+// the same wherever it runs.
+func DefaultEpoch(ctx context.Context, dir string, now time.Time) *plan.Epoch {
+	if t, ok := commitTime(ctx, dir); ok {
+		return &plan.Epoch{Unix: t}
+	}
+	return &plan.Epoch{Unix: now.Unix(), Now: true}
+}
+
+// commitTime is the time of the last commit of a clean checkout's inputs;
+// false when dir is no git checkout (or git is missing), the inputs have
+// uncommitted changes or were never committed.
+func commitTime(ctx context.Context, dir string) (int64, bool) {
+	status, err := git(ctx, statusArgs(dir))
+	if err != nil || len(status) > 0 {
+		return 0, false
+	}
+	out, err := git(ctx, commitTimeArgs(dir))
+	if err != nil {
+		return 0, false
+	}
+	t, err := strconv.ParseInt(string(bytes.TrimSpace(out)), 10, 64)
+	return t, err == nil
+}
+
+func git(ctx context.Context, args []string) ([]byte, error) {
+	return exec.CommandContext(ctx, "git", args...).Output()
+}
+
+// ParseEpoch reads an explicit SOURCE_DATE_EPOCH: Unix seconds, not negative.
+func ParseEpoch(s string) (*plan.Epoch, error) {
+	t, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || t < 0 {
+		return nil, fmt.Errorf("source date epoch %q: want Unix seconds (a whole number, 0 or more)", s)
+	}
+	return &plan.Epoch{Unix: t, Explicit: true}, nil
+}

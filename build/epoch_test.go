@@ -1,0 +1,83 @@
+package build
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/overthink/ov/plan"
+)
+
+// DefaultEpoch on a real git checkout: the time of the last commit of
+// images.yml and layers/, now when they have uncommitted changes (an
+// untracked layer file too) or the project is no checkout.
+func TestDefaultEpochFromGit(t *testing.T) {
+	ctx := context.Background()
+	now := time.Unix(2_000_000_000, 0)
+	dir := t.TempDir()
+	write := func(rel, content string) {
+		t.Helper()
+		p := filepath.Join(dir, rel)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	commit := func(when string) {
+		t.Helper()
+		for _, args := range [][]string{{"add", "-A"}, {"commit", "-q", "-m", "c"}} {
+			cmd := exec.Command("git", append([]string{"-C", dir}, args...)...)
+			cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@t", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@t",
+				"GIT_AUTHOR_DATE="+when, "GIT_COMMITTER_DATE="+when, "GIT_CONFIG_GLOBAL=/dev/null")
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("git %v: %v\n%s", args, err, out)
+			}
+		}
+	}
+	check := func(what string, want plan.Epoch) {
+		t.Helper()
+		if got := DefaultEpoch(ctx, dir, now); *got != want {
+			t.Errorf("%s: epoch %+v, want %+v", what, *got, want)
+		}
+	}
+	nowEpoch := plan.Epoch{Unix: now.Unix(), Now: true}
+
+	write("images.yml", "images: {}\n")
+	write("layers/a/layer.yml", "name: a\n")
+	check("no git checkout", nowEpoch)
+	if out, err := exec.Command("git", "init", "-q", dir).CombinedOutput(); err != nil {
+		t.Fatalf("git init: %v\n%s", err, out)
+	}
+	check("nothing committed", nowEpoch)
+	commit("@1600000000 +0000")
+	check("clean checkout", plan.Epoch{Unix: 1600000000})
+
+	write("README.md", "about\n")
+	commit("@1650000000 +0000")
+	check("a commit outside images.yml and layers/", plan.Epoch{Unix: 1600000000})
+	write("notes.txt", "uncommitted, not an input\n")
+	check("an untracked file outside the inputs", plan.Epoch{Unix: 1600000000})
+
+	write("layers/b/layer.yml", "name: b\n")
+	check("an untracked layer", nowEpoch)
+	commit("@1700000000 +0000")
+	check("the layer committed", plan.Epoch{Unix: 1700000000})
+	write("images.yml", "images: {x: {}}\n")
+	check("images.yml changed", nowEpoch)
+}
+
+func TestParseEpoch(t *testing.T) {
+	if e, err := ParseEpoch("0"); err != nil || *e != (plan.Epoch{Unix: 0, Explicit: true}) {
+		t.Errorf("0: %v %v", e, err)
+	}
+	for _, bad := range []string{"-1", "1.5", "yesterday", " 1"} {
+		if _, err := ParseEpoch(bad); err == nil {
+			t.Errorf("%q: no error", bad)
+		}
+	}
+}
