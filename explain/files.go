@@ -46,8 +46,15 @@ type Files struct {
 
 	mu     sync.Mutex
 	seen   map[string]*fileResult // this run, by project-relative path
-	walked []string               // directories walked this run
+	dirs   map[string]*dirResult  // this run, by directory and key prefix
+	walked map[string]bool        // project-relative directories walked this run
 	hashed int                    // files read this run
+}
+
+type dirResult struct {
+	once    sync.Once
+	digests map[string]string
+	err     error
 }
 
 // statEntry is one file's stat and digests.
@@ -98,7 +105,7 @@ func OpenFiles(project string) *Files {
 
 func newFiles(project string) *Files {
 	return &Files{project: project, old: map[string]statEntry{}, seen: map[string]*fileResult{},
-		sem: make(chan struct{}, max(2, runtime.GOMAXPROCS(0)))}
+		dirs: map[string]*dirResult{}, walked: map[string]bool{}, sem: make(chan struct{}, max(2, runtime.GOMAXPROCS(0)))}
 }
 
 // Hashed is how many files this run read (the others' stat matched).
@@ -139,15 +146,16 @@ func (f *Files) Save() error {
 
 // under reports whether rel is in a directory walked this run.
 func (f *Files) under(rel string) bool {
-	for _, d := range f.walked {
-		if strings.HasPrefix(rel, d+"/") {
+	for d := path.Dir(rel); d != "." && d != "/"; d = path.Dir(d) {
+		if f.walked[d] {
 			return true
 		}
 	}
 	return false
 }
 
-// entry hashes the regular file at abs (info is its lstat), once per run.
+// entry hashes the regular file at abs (info is its stat, or nil to stat
+// it here, following a symbolic link), once per run.
 func (f *Files) entry(abs string, info fs.FileInfo) (statEntry, error) {
 	rel, err := filepath.Rel(f.project, abs)
 	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
@@ -162,6 +170,11 @@ func (f *Files) entry(abs string, info fs.FileInfo) (statEntry, error) {
 	}
 	f.mu.Unlock()
 	r.once.Do(func() {
+		if info == nil {
+			if info, r.err = os.Stat(abs); r.err != nil {
+				return
+			}
+		}
 		cur := stat(info)
 		if old, ok := f.old[rel]; ok && sameStat(old, cur) && old.Mtime < f.written {
 			r.e = old
@@ -190,8 +203,17 @@ func sameStat(a, b statEntry) bool {
 	return a.Size == b.Size && a.Mtime == b.Mtime && a.Ctime == b.Ctime && a.Ino == b.Ino && a.Mode == b.Mode
 }
 
-// hashFile reads the file at p once for both of its digests.
+// hashFile reads the regular file at p once for both of its digests.
 func hashFile(p string, info fs.FileInfo) (statEntry, error) {
+	if info == nil {
+		var err error
+		if info, err = os.Stat(p); err != nil {
+			return statEntry{}, err
+		}
+	}
+	if !info.Mode().IsRegular() {
+		return statEntry{}, fmt.Errorf("%s: not a regular file", p)
+	}
 	e := stat(info)
 	r, err := os.Open(p)
 	if err != nil {
@@ -211,11 +233,7 @@ func digestOf(h gohash.Hash) string { return "sha256:" + hex.EncodeToString(h.Su
 // Content is the digest of the content of the file at abs (a symbolic
 // link followed), "" when it cannot be read.
 func (f *Files) Content(abs string) string {
-	info, err := os.Stat(abs)
-	if err != nil || !info.Mode().IsRegular() {
-		return ""
-	}
-	e, err := f.entry(abs, info)
+	e, err := f.entry(abs, nil)
 	if err != nil {
 		return ""
 	}
@@ -224,8 +242,21 @@ func (f *Files) Content(abs string) string {
 
 // Dir fingerprints every entry under dir by name, type, mode and content
 // (a symlink by its target), keyed rel/<path>; the regular files are
-// hashed in parallel.
+// hashed in parallel. A directory is walked once per run: the map
+// returned is shared, not to be modified.
 func (f *Files) Dir(dir, rel string) (map[string]string, error) {
+	f.mu.Lock()
+	r := f.dirs[dir+"\x00"+rel]
+	if r == nil {
+		r = &dirResult{}
+		f.dirs[dir+"\x00"+rel] = r
+	}
+	f.mu.Unlock()
+	r.once.Do(func() { r.digests, r.err = f.walk(dir, rel) })
+	return r.digests, r.err
+}
+
+func (f *Files) walk(dir, rel string) (map[string]string, error) {
 	type file struct {
 		key, abs string
 		info     fs.FileInfo
@@ -264,7 +295,7 @@ func (f *Files) Dir(dir, rel string) (map[string]string, error) {
 	}
 	if r, err := filepath.Rel(f.project, dir); err == nil {
 		f.mu.Lock()
-		f.walked = append(f.walked, filepath.ToSlash(r))
+		f.walked[filepath.ToSlash(r)] = true
 		f.mu.Unlock()
 	}
 	digests := make([]string, len(files))
