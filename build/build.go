@@ -110,7 +110,7 @@ func Prepare(ctx context.Context, req Request) (*Prepared, error) {
 // Explain says per image and layer what the build will reuse and rebuild,
 // compared with the last build recorded; it waits for the base digests.
 func (p *Prepared) Explain() []explain.Report {
-	return explain.Family(p.rec.withBases(0), func(image string) *explain.Record { return explain.Read(p.req.Project.Dir, image) })
+	return explain.Family(p.rec.withBases(0), func(image string) *explain.Record { return p.rec.olds[image] })
 }
 
 // Run builds the request on c with opt (its Family, Targets and Platforms
@@ -151,7 +151,7 @@ func (p *Prepared) upToDate(ctx context.Context) []string {
 	// nothing to wait for the base digests for.
 	olds := map[string]*explain.Record{}
 	for _, t := range p.req.Targets {
-		if old := explain.Read(p.req.Project.Dir, t); old != nil && old.Exported != "" && old.Outputs == p.req.Outputs {
+		if old := p.rec.olds[t]; old != nil && old.Exported != "" && old.Outputs == p.req.Outputs {
 			olds[t] = old
 		}
 	}

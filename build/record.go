@@ -30,6 +30,7 @@ type record struct {
 	dir    string
 	family []*plan.Image
 	recs   map[string]*explain.Record
+	olds   map[string]*explain.Record // the last build's records, read once
 	inputs map[string]explain.Inputs
 	bases  func(wait time.Duration) map[string]explain.Base // the base digests, waiting at most wait (0: until resolved)
 }
@@ -39,10 +40,10 @@ type record struct {
 // the base digests resolve in the background.
 func newRecord(ctx context.Context, req Request) (*record, error) {
 	narrow := req.Platforms
-	r := &record{dir: req.Project.Dir, family: req.Family, recs: map[string]*explain.Record{}, inputs: map[string]explain.Inputs{},
+	r := &record{dir: req.Project.Dir, family: req.Family, recs: map[string]*explain.Record{}, olds: map[string]*explain.Record{}, inputs: map[string]explain.Inputs{},
 		bases: resolveBases(ctx, req.Family, narrow, req.Offline)}
 	files := explain.OpenFiles(req.Project.Dir)
-	recs := make([]*explain.Record, len(req.Family))
+	recs, olds := make([]*explain.Record, len(req.Family)), make([]*explain.Record, len(req.Family))
 	ins := make([]explain.Inputs, len(req.Family))
 	var g errgroup.Group
 	g.SetLimit(runtime.GOMAXPROCS(0))
@@ -52,8 +53,8 @@ func newRecord(ctx context.Context, req Request) (*record, error) {
 			// Layers the last build's check attached are expected
 			// attached again.
 			var attached []string
-			if old := explain.Read(req.Project.Dir, img.Name); old != nil {
-				attached = old.Attached
+			if olds[i] = explain.Read(req.Project.Dir, img.Name); olds[i] != nil {
+				attached = olds[i].Attached
 			}
 			fp, err := fingerprint(img, in, attached)
 			if err != nil {
@@ -67,7 +68,7 @@ func newRecord(ctx context.Context, req Request) (*record, error) {
 		return nil, err
 	}
 	for i, img := range req.Family {
-		r.recs[img.Name], r.inputs[img.Name] = recs[i], ins[i]
+		r.recs[img.Name], r.olds[img.Name], r.inputs[img.Name] = recs[i], olds[i], ins[i]
 	}
 	// The cache only saves time: a run that cannot write it hashes again.
 	files.Save()
