@@ -303,22 +303,33 @@ func (f *family) measure(ctx context.Context, rep *bench.Report, want map[string
 	if !(want["noop"] || want["incremental"] || want["merge"]) {
 		return nil
 	}
-	// Warm both caches (a cold run leaves only the last contender's).
-	logf("warming both caches")
-	for i, c := range []contender{f.ovPushForce, f.bakePush} {
-		f.log = filepath.Join(f.logs, []string{"warm-up-ov.log", "warm-up-bake.log"}[i])
-		if _, err := c(ctx); err != nil {
-			return fmt.Errorf("warm-up: %w", err)
+	// warm runs ov and then bake once, untimed.
+	warm := func(name string, ov, bake contender) error {
+		logf("warming %s", name)
+		for i, c := range []contender{ov, bake} {
+			f.log = filepath.Join(f.logs, fmt.Sprintf("warm-up-%s-%s.log", slug(name), []string{"ov", "bake"}[i]))
+			if _, err := c(ctx); err != nil {
+				return fmt.Errorf("warming %s: %w", name, err)
+			}
 		}
+		return nil
+	}
+	// repeat times both contenders runs times (fewer when one fails).
+	repeat := func(row bench.Row, ov, bake contender) error {
+		var err error
+		for i := 0; i < runs && err == nil; i++ {
+			err = both(&row, i, nil, ov, bake)
+		}
+		return add(row, err)
+	}
+	// Warm both caches (a cold run leaves only the last contender's).
+	if err := warm("both caches", f.ovPushForce, f.bakePush); err != nil {
+		return err
 	}
 	if want["noop"] {
 		row := bench.Row{Scenario: "no-op", Target: 0.2,
 			What: "everything cached, nothing changed, pushed: ov finds every image up to date (its inputs as recorded, a HEAD per tag) and solves nothing; bake has no no-op and solves and pushes again"}
-		var err error
-		for i := 0; i < runs && err == nil; i++ {
-			err = both(&row, i, nil, f.ovPush, f.bakePush)
-		}
-		if err := add(row, err); err != nil {
+		if err := repeat(row, f.ovPush, f.bakePush); err != nil {
 			return err
 		}
 	}
@@ -348,20 +359,12 @@ func (f *family) measure(ctx context.Context, rep *bench.Report, want map[string
 		// After the pushes: a build record keeps one set of outputs, so
 		// ov's first OCI build exports (from the cache) and the next are
 		// the no-op.
-		logf("warming the OCI layouts")
-		for i, c := range []contender{f.ovOCI, f.bakeOCI} {
-			f.log = filepath.Join(f.logs, []string{"warm-up-oci-ov.log", "warm-up-oci-bake.log"}[i])
-			if _, err := c(ctx); err != nil {
-				return fmt.Errorf("OCI warm-up: %w", err)
-			}
+		if err := warm("the OCI layouts", f.ovOCI, f.bakeOCI); err != nil {
+			return err
 		}
 		row := bench.Row{Scenario: "no-op: OCI layouts", Target: 0.2,
 			What: "everything cached, nothing changed, written as OCI layout directories: ov checks each layout's index and writes nothing; bake solves and exports every blob again"}
-		var err error
-		for i := 0; i < runs && err == nil; i++ {
-			err = both(&row, i, nil, f.ovOCI, f.bakeOCI)
-		}
-		if err := add(row, err); err != nil {
+		if err := repeat(row, f.ovOCI, f.bakeOCI); err != nil {
 			return err
 		}
 	}
