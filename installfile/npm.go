@@ -73,14 +73,16 @@ func readPackageJSON(layer fs.FS, f *File) error {
 
 // npmShell installs the listed tools globally, or else the manifest as a
 // package. `npm install -g <dir>` only links to the directory, which is
-// gone after the step: a package is installed from a packed copy.
+// gone after the step: a package is installed from a packed copy. npm
+// writes no debug log (--logs-max=0): one under the npm cache, named by
+// time, would land in the image when the cache is not the step's mount.
 func npmShell(mount string, f File) string {
 	if len(f.Deps) > 0 {
 		q := make([]string, len(f.Deps))
 		for i, d := range f.Deps {
 			q[i], _ = syntax.Quote(d, syntax.LangPOSIX) // Read rejected what it cannot quote
 		}
-		return "npm install -g " + strings.Join(q, " ")
+		return "npm install -g --logs-max=0 " + strings.Join(q, " ")
 	}
-	return `tmp="$(mktemp -d)" && npm pack ` + mount + ` --pack-destination "$tmp" && npm install -g "$tmp"/*.tgz && rm -rf "$tmp"`
+	return `tmp="$(mktemp -d)" && npm pack --logs-max=0 ` + mount + ` --pack-destination "$tmp" && npm install -g --logs-max=0 "$tmp"/*.tgz && rm -rf "$tmp"`
 }

@@ -25,6 +25,21 @@ func pkgCache(pkg string) []Mount {
 	return rpmCache()
 }
 
+// Leftovers of a package install that differ from run to run (logs with
+// times, ldconfig's cache of file stamps, debconf's backup of its previous
+// state): the install step removes them, so the same packages make the
+// same layer. The package databases (/var/lib/dpkg, the rpmdb, dnf's
+// history and system state) stay: dpkg, rpm and dnf need them.
+var (
+	debLeftovers = []string{"/var/log/dpkg.log", "/var/log/alternatives.log", "/var/log/apt/history.log",
+		"/var/log/apt/term.log", "/var/log/apt/eipp.log.xz", "/var/cache/ldconfig/aux-cache", "/var/cache/debconf/*-old"}
+	rpmLeftovers = []string{"/var/log/dnf5.log*", "/var/log/dnf.log*", "/var/log/dnf.librepo.log*",
+		"/var/log/dnf.rpm.log*", "/var/log/hawkey.log*", "/var/cache/ldconfig/aux-cache"}
+)
+
+// removeLeftovers is the command removing paths (globs unquoted).
+func removeLeftovers(paths []string) string { return "rm -f " + strings.Join(paths, " ") }
+
 // packageStep installs the layer's system packages for pkg.
 func packageStep(pkg string, l *spec.Layer) (Step, bool, error) {
 	pkgs := l.Packages(pkg)
@@ -38,7 +53,7 @@ func packageStep(pkg string, l *spec.Layer) (Step, bool, error) {
 	}
 	if pkg == "deb" {
 		return Step{Kind: Run, User: "root", Mounts: debCache(), Desc: "deb packages",
-			Shell: "apt-get update && apt-get install -y --no-install-recommends " + QuoteAll(pkgs)}, true, nil
+			Shell: "apt-get update && apt-get install -y --no-install-recommends " + QuoteAll(pkgs) + " && " + removeLeftovers(debLeftovers)}, true, nil
 	}
 	r := l.Rpm
 	var cmds []string
@@ -75,6 +90,7 @@ func packageStep(pkg string, l *spec.Layer) (Step, bool, error) {
 	for _, c := range r.Copr {
 		cmds = append(cmds, "dnf5 copr disable -y "+Quote(c))
 	}
+	cmds = append(cmds, removeLeftovers(rpmLeftovers))
 	return Step{Kind: Run, User: "root", Mounts: rpmCache(), Desc: "rpm packages",
 		Shell: strings.Join(cmds, " && ")}, true, nil
 }

@@ -119,3 +119,27 @@ func TestRpmRepoSetupIdempotentInterpretedNoFedora(t *testing.T) {
 		t.Errorf("a failed addrepo passed: %q", ran)
 	}
 }
+
+// The rpm step removes dnf's logs and ldconfig's aux-cache after the
+// install (no Fedora here: interpreted with dnf faked), not after a failed
+// one, and never what rpm or dnf read back (the rpmdb, dnf's state and
+// history).
+func TestRpmLeftoversRemovedInterpretedNoFedora(t *testing.T) {
+	s := rpmStep(t)
+	ran, err := runShell(t, s.Shell, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := ran[len(ran)-1]
+	if !strings.HasPrefix(last, "rm -f ") || !strings.Contains(last, "/var/log/dnf5.log") || !strings.Contains(last, "/var/cache/ldconfig/aux-cache") {
+		t.Errorf("the step ends with %q, want the leftovers removed", last)
+	}
+	for _, keep := range []string{"/var/lib/rpm", "/usr/lib/sysimage", "/var/lib/dnf", "/etc"} {
+		if strings.Contains(last, keep) {
+			t.Errorf("the step removes %s: %q", keep, last)
+		}
+	}
+	if ran, _ := runShell(t, s.Shell, map[string]bool{"dnf install": true}); count(ran, "rm ") != 0 {
+		t.Errorf("a failed install removed files: %q", ran)
+	}
+}
