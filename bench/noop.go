@@ -37,6 +37,9 @@ type NoopScaleResult struct {
 	// the stat cache warm) and Checks (Run: the base digests, the tags;
 	// nothing built).
 	Validate, Plan, Fingerprint, Checks []time.Duration
+	// CPU is the process's CPU time (user + system) over each run: on a
+	// busy machine wall time grows with the load, CPU time much less.
+	CPU []time.Duration
 	// ColdFingerprint is build.Prepare once without the stat cache (every
 	// file hashed).
 	ColdFingerprint time.Duration
@@ -122,6 +125,7 @@ func MeasureNoopScale(ctx context.Context, bc *client.Client, work, registry str
 				return nil, err
 			}
 		}
+		cpu := ProcessCPU()
 		req, validate, planned, err := request()
 		if err != nil {
 			return nil, err
@@ -147,6 +151,7 @@ func MeasureNoopScale(ctx context.Context, bc *client.Client, work, registry str
 		res.Plan = append(res.Plan, planned)
 		res.Fingerprint = append(res.Fingerprint, fingerprinted.Sub(start))
 		res.Checks = append(res.Checks, time.Since(fingerprinted))
+		res.CPU = append(res.CPU, ProcessCPU()-cpu)
 	}
 	return res, nil
 }
@@ -200,8 +205,8 @@ func (r *NoopScaleResult) markdown(b *bytes.Buffer) {
 		met = "yes"
 	}
 	fmt.Fprintf(b, "`ov build --push` of the %d images with nothing changed (in-process: validate + plan + fingerprint + registry checks, "+
-		"%d tags, one HEAD each; nothing solved), median of %d runs: **%s** (target < %s: %s). Load average before: %s.\n\n",
-		r.Images, r.Tags, len(r.Validate), dur(r.Total()), dur(NoopTarget), met, cell(r.Load))
+		"%d tags, one HEAD each; nothing solved), median of %d runs: **%s** (target < %s: %s); CPU time (user + system) %s. Load average before: %s.\n\n",
+		r.Images, r.Tags, len(r.Validate), dur(r.Total()), dur(NoopTarget), met, dur(Median(r.CPU)), cell(r.Load))
 	b.WriteString("| phase | median |\n|---|---:|\n")
 	for _, ph := range []struct {
 		name string
