@@ -120,7 +120,7 @@ func (p *Prepared) Run(ctx context.Context, c *client.Client, opt llb.BuildOptio
 	if !p.req.Force {
 		rep.UpToDate = p.upToDate(ctx)
 	}
-	opt.Family, opt.Platforms = p.req.Family, p.req.Platforms
+	opt.Family, opt.Platforms, opt.Decided = p.req.Family, p.req.Platforms, p.rec.decisions()
 	opt.Targets = slices.DeleteFunc(slices.Clone(p.req.Targets), func(t string) bool { return slices.Contains(rep.UpToDate, t) })
 	if len(opt.Targets) == 0 {
 		if opt.Status != nil {

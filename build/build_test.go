@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -49,13 +50,22 @@ images:
 
 // projectOf writes images.yml and layers a and b.
 func projectOf(t *testing.T, imagesYml string) *spec.Project {
+	return projectFiles(t, map[string]string{
+		"images.yml":        imagesYml,
+		"layers/a/root.yml": rootYml("echo a > /a.txt"),
+		"layers/b/root.yml": rootYml("echo b > /b.txt"),
+	})
+}
+
+// rootYml is a root.yml running cmd.
+func rootYml(cmd string) string {
+	return "version: '3'\ntasks:\n  install:\n    cmds:\n      - " + cmd + "\n"
+}
+
+// projectFiles writes files (project-relative paths) and loads the project.
+func projectFiles(t *testing.T, files map[string]string) *spec.Project {
 	t.Helper()
 	dir := t.TempDir()
-	files := map[string]string{
-		"images.yml":        imagesYml,
-		"layers/a/root.yml": "version: '3'\ntasks:\n  install:\n    cmds:\n      - echo a > /a.txt\n",
-		"layers/b/root.yml": "version: '3'\ntasks:\n  install:\n    cmds:\n      - echo b > /b.txt\n",
-	}
 	for name, content := range files {
 		p := filepath.Join(dir, name)
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
@@ -393,4 +403,107 @@ images:
 	}
 	check("base moved", false)
 	check("nothing changed after the move", true)
+}
+
+// TestRunDecided: the detached-layer checks' decisions are recorded and
+// the next build starts from them. rm deletes what mk made without
+// depending on it (it fails detached and is built on every layer before
+// it); s1 and s2 both append to /etc/shells (attached). After an edit the
+// second build fails no step, repeats no notice and solves once.
+func TestRunDecided(t *testing.T) {
+	env := testenv.Get(t)
+	ctx := context.Background()
+	c := env.Client(t)
+	p := projectFiles(t, map[string]string{
+		"images.yml": `defaults:
+  registry: ov.test
+  pkg: rpm
+  platforms: [linux/amd64]
+images:
+  bb:
+    base: "busybox:latest"
+    layers: [mk, rm, s1, s2]
+`,
+		"layers/mk/root.yml": rootYml("mkdir -p /opt && echo x > /opt/f"),
+		"layers/rm/root.yml": rootYml("rm /opt/f"),
+		"layers/s1/root.yml": rootYml("echo /bin/s1 >> /etc/shells"),
+		"layers/s2/root.yml": rootYml("echo /bin/s2 >> /etc/shells"),
+	})
+	task := plan.TaskSource{URL: env.TaskBaseURL, SHA256: env.TaskSHA256}
+	family, targets, err := Plan(ctx, p, nil, planOptions(task), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	req := Request{Project: p, Family: family, Targets: targets, Builder: env.BuildkitAddr, Outputs: "oci:" + out, Force: true}
+	build := func() (notices []string, failed []string) {
+		t.Helper()
+		prep, err := Prepare(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ch := make(chan *client.SolveStatus)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for st := range ch {
+				for _, v := range st.Vertexes {
+					if v.Error != "" {
+						failed = append(failed, v.Name)
+					}
+				}
+			}
+		}()
+		var mu sync.Mutex
+		warn := func(s string) { mu.Lock(); notices = append(notices, s); mu.Unlock() }
+		_, err = prep.Run(ctx, c, llb.BuildOptions{Exporter: export.OCILayout(out), Status: ch, Warn: warn})
+		<-done
+		if err != nil {
+			t.Fatalf("build: %v", err)
+		}
+		return notices, failed
+	}
+
+	notices, failed := build()
+	if len(notices) != 3 || len(failed) == 0 {
+		t.Errorf("first build: notices %q, failed steps %q; want rm's and s1's and s2's, and rm failing detached", notices, failed)
+	}
+	rec := explain.Read(p.Dir, "bb")
+	if rec == nil || !slices.Equal(rec.SeeAll, []string{"rm"}) || !slices.Equal(rec.Attached, []string{"s1", "s2"}) {
+		t.Fatalf("record: %+v", rec)
+	}
+	if err := os.WriteFile(filepath.Join(p.Dir, "layers", "s2", "root.yml"), []byte(rootYml("echo /bin/s2b >> /etc/shells")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	notices, failed = build()
+	if len(notices) != 0 || len(failed) != 0 {
+		t.Errorf("second build: notices %q, failed steps %q; want none", notices, failed)
+	}
+	if n := solvesSince(t, c, start); n != 1 {
+		t.Errorf("second build: %d solves, want 1 (no second round)", n)
+	}
+	if rec := explain.Read(p.Dir, "bb"); rec == nil || !slices.Equal(rec.SeeAll, []string{"rm"}) || !slices.Equal(rec.Attached, []string{"s1", "s2"}) {
+		t.Errorf("record after the second build: %+v", rec)
+	}
+
+	// rm given the depends its notice asked for: decided afresh, rm no
+	// longer builds on every layer before it.
+	if err := os.WriteFile(filepath.Join(p.Dir, "layers", "rm", "layer.yml"), []byte("depends: [mk]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if p, err = spec.Load(p.Dir); err != nil {
+		t.Fatal(err)
+	}
+	if req.Family, req.Targets, err = Plan(ctx, p, nil, planOptions(task), nil); err != nil {
+		t.Fatal(err)
+	}
+	req.Project = p
+	notices, failed = build()
+	if len(failed) != 0 || len(notices) != 2 {
+		t.Errorf("third build: notices %q, failed steps %q; want s1's and s2's only", notices, failed)
+	}
+	if rec := explain.Read(p.Dir, "bb"); rec == nil || len(rec.SeeAll) != 0 || !slices.Equal(rec.Attached, []string{"s1", "s2"}) {
+		t.Errorf("record after the third build: %+v", rec)
+	}
 }

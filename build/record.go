@@ -50,13 +50,9 @@ func newRecord(ctx context.Context, req Request) (*record, error) {
 	for i, img := range req.Family {
 		g.Go(func() error {
 			in := explain.Inputs{Builder: req.Builder, Platforms: platformNames(img, narrow), Layers: req.Project.Layers, Files: files}
-			// Layers the last build's check attached are expected
-			// attached again.
-			var attached []string
-			if olds[i] = explain.Read(req.Project.Dir, img.Name); olds[i] != nil {
-				attached = olds[i].Attached
-			}
-			fp, err := fingerprint(img, in, attached)
+			// The build starts from the last build's decisions.
+			olds[i] = explain.Read(req.Project.Dir, img.Name)
+			fp, err := fingerprint(img, in, decided(olds[i]))
 			if err != nil {
 				return fmt.Errorf("image %q: %w", img.Name, err)
 			}
@@ -75,14 +71,50 @@ func newRecord(ctx context.Context, req Request) (*record, error) {
 	return r, nil
 }
 
-// fingerprint is explain.Fingerprint of img with attached layers attached.
-func fingerprint(img *plan.Image, in explain.Inputs, attached []string) (*explain.Record, error) {
-	r, err := explain.Fingerprint(img.Attach(attached), in)
+// fingerprint is explain.Fingerprint of img arranged as d decides.
+func fingerprint(img *plan.Image, in explain.Inputs, d llb.Decided) (*explain.Record, error) {
+	r, err := explain.Fingerprint(llb.Arrange(img, d.Options()), in)
 	if err != nil {
 		return nil, err
 	}
-	r.Attached = attached
+	r.Attached, r.SeeAll = d.Attached, d.SeeAll
 	return r, nil
+}
+
+// decided is what the checks of rec's build decided (none without rec).
+func decided(rec *explain.Record) llb.Decided {
+	if rec == nil {
+		return llb.Decided{}
+	}
+	return llb.Decided{Attached: rec.Attached, SeeAll: rec.SeeAll}
+}
+
+// decisions are the last build's decisions per image, for llb.Build to
+// start from; an image whose depends changed since starts afresh (a
+// depends added is how a user answers a notice).
+func (r *record) decisions() map[string]llb.Decided {
+	out := map[string]llb.Decided{}
+	for name, old := range r.olds {
+		d := decided(old)
+		if len(d.Attached)+len(d.SeeAll) > 0 && sameDepends(old.Depends, r.recs[name].Depends) {
+			out[name] = d
+		}
+	}
+	return out
+}
+
+func sameDepends(a, b map[string][]string) bool {
+	return maps.EqualFunc(withoutEmpty(a), withoutEmpty(b), slices.Equal[[]string])
+}
+
+func withoutEmpty(m map[string][]string) map[string][]string {
+	out := map[string][]string{}
+	for k, v := range m {
+		if len(v) > 0 {
+			out[k] = v
+		}
+	}
+	return out
 }
 
 // withBases fills in the base digests, waiting for them at most wait (0:
@@ -106,19 +138,20 @@ func (r *record) write(results []llb.Result, outputs string) []error {
 	}
 	built := map[string]bool{}
 	images := byName(r.family)
-	attached := map[string][]string{}
+	dec := map[string]llb.Decided{}
 	exported := map[string]map[string]string{}
 	for _, res := range results {
 		for img := images[res.Image]; img != nil; img = images[img.Parent] {
 			built[img.Name] = true
 		}
-		maps.Copy(attached, res.Attached)
+		maps.Copy(dec, res.Decided)
 		exported[res.Image] = res.ExporterResponse
 	}
-	// A layer the check attached (or no longer did) changes what was built.
+	// A decision of the checks changes what was built.
 	for name := range built {
-		if rec := r.recs[name]; !slices.Equal(rec.Attached, attached[name]) {
-			if nr, err := fingerprint(images[name], r.inputs[name], attached[name]); err == nil {
+		d := dec[name]
+		if rec := r.recs[name]; !slices.Equal(rec.Attached, d.Attached) || !slices.Equal(rec.SeeAll, d.SeeAll) {
+			if nr, err := fingerprint(images[name], r.inputs[name], d); err == nil {
 				r.recs[name] = nr
 			}
 		}

@@ -61,10 +61,12 @@ type Record struct {
 	// depends (plan.Closure gives the transitive set).
 	Depends map[string][]string `json:"depends,omitempty"`
 
-	// Attached are the layers the build's detached-layer check attached
-	// (plan.Image.Attach): their steps are fingerprinted as attached, and
-	// the next build expects the same.
+	// Attached and SeeAll are what the build's detached-layer checks
+	// decided (llb.Decided): the layers attached, and the layers built on
+	// every layer before them. The steps are fingerprinted as arranged, and
+	// the next build starts from the same decisions.
 	Attached []string `json:"attached,omitempty"`
+	SeeAll   []string `json:"see_all,omitempty"`
 
 	// Exported is the digest of what the build exported (its image index
 	// or manifest) and Outputs where it went, as the caller describes its

@@ -67,6 +67,34 @@ type BuildOptions struct {
 	// Warn, when set, receives notices that are not errors (a detached
 	// layer that had to build attached).
 	Warn func(string)
+	// Decided seeds the detached-layer decisions, per image: what an
+	// earlier build's checks decided (Result.Decided). A build of the same
+	// layers then neither fails a step nor solves again to reach them; its
+	// checks still run and can add to them.
+	Decided map[string]Decided
+}
+
+// Decided is what the detached-layer checks decided for one image.
+type Decided struct {
+	// Attached are the layers built in the chain (they write what an
+	// unordered layer writes).
+	Attached []string `json:"attached,omitempty"`
+	// SeeAll are the layers built on every layer before them (a step of
+	// theirs failed on their depends alone).
+	SeeAll []string `json:"see_all,omitempty"`
+}
+
+// Options are the compile options that arrange an image as d says.
+func (d Decided) Options() Options {
+	return Options{Attach: setOf(d.Attached), SeeAll: setOf(d.SeeAll)}
+}
+
+func setOf(ss []string) map[string]bool {
+	m := make(map[string]bool, len(ss))
+	for _, s := range ss {
+		m[s] = true
+	}
+	return m
 }
 
 // Result is one exported target.
@@ -75,9 +103,9 @@ type Result struct {
 	Platforms []ocispecs.Platform
 	// ExporterResponse is BuildKit's (image digest, names, ...).
 	ExporterResponse map[string]string
-	// Attached lists, for the image and the parents it was built on, the
-	// layers a detached-layer check attached (see plan.Image.Attach).
-	Attached map[string][]string
+	// Decided holds, for the image and the parents it was built on, what
+	// the detached-layer checks decided.
+	Decided map[string]Decided
 }
 
 // Build builds the targets against buildkitd, each as one multi-platform
@@ -162,6 +190,14 @@ func newBuilder(opt BuildOptions) (*builder, error) {
 	}
 	for _, img := range opt.Family {
 		b.byName[img.Name] = img
+	}
+	for name, d := range opt.Decided {
+		for _, l := range d.Attached {
+			b.setOnce(b.attach, name, l)
+		}
+		for _, l := range d.SeeAll {
+			b.setOnce(b.seeAll, name, l)
+		}
 	}
 	for name, dir := range LocalDirs(opt.Family...) {
 		fs, err := fsutil.NewFS(dir)
@@ -305,7 +341,7 @@ func (b *builder) build(ctx context.Context, c *client.Client, img *plan.Image) 
 		return res, fmt.Errorf("image %q: %w", img.Name, err)
 	}
 	committed = true
-	return Result{Image: img.Name, Platforms: ps, ExporterResponse: resp.ExporterResponse, Attached: b.attachedOf(img)}, nil
+	return Result{Image: img.Name, Platforms: ps, ExporterResponse: resp.ExporterResponse, Decided: b.decidedOf(img)}, nil
 }
 
 // EpochAttrs returns entries with e stamped by BuildKit's image exporters:
@@ -567,14 +603,15 @@ func otherName(c Conflict, layer string) string {
 	return "layer " + strconv.Quote(c.Other)
 }
 
-// attachedOf lists the layers checks attached in img and its parents.
-func (b *builder) attachedOf(img *plan.Image) map[string][]string {
+// decidedOf is what the checks decided for img and its parents.
+func (b *builder) decidedOf(img *plan.Image) map[string]Decided {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	out := map[string][]string{}
+	out := map[string]Decided{}
 	for ; img != nil; img = b.byName[img.Parent] {
-		if ls := b.attach[img.Name]; len(ls) > 0 {
-			out[img.Name] = slices.Sorted(maps.Keys(ls))
+		d := Decided{Attached: slices.Sorted(maps.Keys(b.attach[img.Name])), SeeAll: slices.Sorted(maps.Keys(b.seeAll[img.Name]))}
+		if len(d.Attached)+len(d.SeeAll) > 0 {
+			out[img.Name] = d
 		}
 	}
 	return out

@@ -215,8 +215,8 @@ func TestBuildDetached(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := res[0].Attached["bb"]; !slices.Equal(got, []string{"s1", "s2", "s3"}) {
-			t.Errorf("Result.Attached = %q, want [s1 s2 s3]", got)
+		if got := res[0].Decided["bb"].Attached; !slices.Equal(got, []string{"s1", "s2", "s3"}) {
+			t.Errorf("Result.Decided attached %q, want [s1 s2 s3]", got)
 		}
 		return flatten(t, layoutImages(t, filepath.Join(out, "bb"))["linux/amd64"]), log
 	}

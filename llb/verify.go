@@ -232,7 +232,7 @@ func Verify(ctx context.Context, c *client.Client, opt BuildOptions, dir string)
 	}
 	var out []Difference
 	for _, r := range results[false] {
-		d, err := compareImage(byName[r.Image], r.Attached[r.Image], filepath.Join(dir, mode(false), r.Image), filepath.Join(dir, mode(true), r.Image))
+		d, err := compareImage(byName[r.Image], r.Decided[r.Image].Attached, filepath.Join(dir, mode(false), r.Image), filepath.Join(dir, mode(true), r.Image))
 		if err != nil {
 			return nil, fmt.Errorf("verify: image %q: %w", r.Image, err)
 		}
