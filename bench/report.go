@@ -6,6 +6,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"time"
 )
@@ -78,6 +79,10 @@ type Row struct {
 	// Target is the ratio ov/bake to beat (at most); 0 for none.
 	Target float64
 	Err    string // why the row has no figures
+	// OvPhases and BakePhases are where the time of each contender's last
+	// run went, per image and for the family (see BreakdownOf); nil when
+	// the scenario does not measure them.
+	OvPhases, BakePhases []Breakdown
 	// LoadStart and LoadEnd are the load averages (LoadAvg) before and
 	// after the scenario's runs.
 	LoadStart, LoadEnd string
@@ -217,6 +222,12 @@ func (r Report) Markdown() []byte {
 		b.WriteString("\n")
 	}
 
+	for _, row := range r.Rows {
+		if len(row.OvPhases)+len(row.BakePhases) > 0 {
+			phaseTables(&b, row)
+		}
+	}
+
 	if s := r.Scale; s != nil {
 		fmt.Fprintf(&b, "## Generate at scale (%d images, %d layers, seed %d)\n\n", s.Scale.Images, s.Scale.Layers, s.Scale.Seed)
 		total := s.CLITotal()
@@ -262,6 +273,43 @@ func (r Report) Markdown() []byte {
 	}
 	return b.Bytes()
 }
+
+// phaseTables renders a row's breakdowns.
+func phaseTables(b *bytes.Buffer, row Row) {
+	title := "Where the " + row.Scenario + " time goes"
+	if row.Scenario == "cold" {
+		title = "Where the cold time goes"
+	}
+	fmt.Fprintf(b, "## %s\n\n", title)
+	b.WriteString("From BuildKit's own progress (each build's history record: vertex started and completed times), the last run of each contender. ")
+	b.WriteString("Seconds; each cell is the wall-clock **union** of the phase's vertices, and in parentheses the **sum** of their durations ")
+	b.WriteString("(larger when vertices run in parallel). An image's row counts the parent steps its build shared; the family row counts each vertex once. ")
+	b.WriteString("compression and push are parts of export; idle is wall time with no vertex running (compiling, waiting for a parent's export).\n\n")
+	cols := append(slices.Clone(Phases[:5]), PartCompress, PartPush, PhaseOther)
+	for _, c := range []struct {
+		name string
+		bs   []Breakdown
+	}{{"ov", row.OvPhases}, {"bake", row.BakePhases}} {
+		if len(c.bs) == 0 {
+			continue
+		}
+		fmt.Fprintf(b, "%s:\n\n| image | wall | %s | idle |\n|---|---:|%s---:|\n", c.name, strings.Join(cols, " | "), strings.Repeat("---:|", len(cols)))
+		for _, br := range c.bs {
+			fmt.Fprintf(b, "| %s | %s |", cell(br.Image), secs(br.Wall))
+			for _, col := range cols {
+				if br.Sum[col] == 0 {
+					b.WriteString(" – |")
+					continue
+				}
+				fmt.Fprintf(b, " %s (%s) |", secs(br.Union[col]), secs(br.Sum[col]))
+			}
+			fmt.Fprintf(b, " %s |\n", secs(br.Idle))
+		}
+		b.WriteString("\n")
+	}
+}
+
+func secs(d time.Duration) string { return fmt.Sprintf("%.1f", d.Seconds()) }
 
 // cell keeps a value from breaking the table.
 func cell(s string) string {

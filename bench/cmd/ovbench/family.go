@@ -256,10 +256,11 @@ func (f *family) measure(ctx context.Context, rep *bench.Report, want map[string
 			logf("%s: load average %s", row.Scenario, row.LoadStart)
 		}
 		order := []struct {
-			name string
-			c    contender
-			into *[]time.Duration
-		}{{"ov", ov, &row.Ov}, {"bake", bake, &row.Bake}}
+			name   string
+			c      contender
+			into   *[]time.Duration
+			phases *[]bench.Breakdown
+		}{{"ov", ov, &row.Ov, &row.OvPhases}, {"bake", bake, &row.Bake, &row.BakePhases}}
 		if i%2 == 1 {
 			order[0], order[1] = order[1], order[0]
 		}
@@ -270,12 +271,18 @@ func (f *family) measure(ctx context.Context, rep *bench.Report, want map[string
 				}
 			}
 			f.log = filepath.Join(f.logs, fmt.Sprintf("%s-%d-%s.log", slug(row.Scenario), i+1, o.name))
+			start := time.Now()
 			d, err := o.c(ctx)
 			if err != nil {
 				return fmt.Errorf("%s, run %d, %s: %w", row.Scenario, i+1, o.name, err)
 			}
 			logf("%s run %d: %s %s", row.Scenario, i+1, o.name, d.Round(time.Millisecond))
 			*o.into = append(*o.into, d)
+			if row.Scenario == "cold" {
+				if *o.phases, err = breakdown(ctx, f.bc, start, time.Now()); err != nil {
+					return fmt.Errorf("%s, run %d, %s: build history: %w", row.Scenario, i+1, o.name, err)
+				}
+			}
 		}
 		return nil
 	}
