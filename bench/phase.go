@@ -114,23 +114,32 @@ func BreakdownOf(image string, builds ...Progress) Breakdown {
 		}
 	}
 	b.Wall = end.Sub(start)
-	spans := map[string][]span{}
-	var all []span
+	// A vertex runs from its start, or its first status's, to its end, or
+	// its last status's: BuildKit reports an export's vertex times for its
+	// last part, its statuses (compressing, pushing) for each.
+	hull := map[string]span{}
 	for _, v := range vertices {
-		if v.Started == nil || v.Completed == nil || v.Cached {
+		if v.Started != nil && v.Completed != nil && !v.Cached {
+			hull[v.Digest.String()] = span{*v.Started, *v.Completed}
+		}
+	}
+	spans := map[string][]span{}
+	for _, s := range statuses {
+		v := vertices[s.Vertex.String()]
+		h, ok := hull[s.Vertex.String()]
+		if !ok || s.Started == nil || s.Completed == nil {
 			continue
 		}
-		s := span{*v.Started, *v.Completed}
-		ph := Phase(v.Name)
+		hull[s.Vertex.String()] = span{minTime(h.start, *s.Started), maxTime(h.end, *s.Completed)}
+		if part := ExportPart(s.ID); part != "" && Phase(v.Name) == PhaseExport {
+			spans[part] = append(spans[part], span{*s.Started, *s.Completed})
+		}
+	}
+	var all []span
+	for d, s := range hull {
+		ph := Phase(vertices[d].Name)
 		spans[ph] = append(spans[ph], s)
 		all = append(all, s)
-	}
-	for _, s := range statuses {
-		part := ExportPart(s.ID)
-		if v := vertices[s.Vertex.String()]; part == "" || s.Started == nil || s.Completed == nil || v == nil || Phase(v.Name) != PhaseExport {
-			continue
-		}
-		spans[part] = append(spans[part], span{*s.Started, *s.Completed})
 	}
 	for ph, ss := range spans {
 		for _, s := range ss {
@@ -142,6 +151,20 @@ func BreakdownOf(image string, builds ...Progress) Breakdown {
 		b.Idle = max(0, b.Wall-union(all))
 	}
 	return b
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 // union is the length of the union of spans.

@@ -69,7 +69,7 @@ func TestBreakdownOf(t *testing.T) {
 		v("d", "[p a] diff", 10, 11),       //
 		v("m", "[p] merge layers", 11, 14), //
 		v("c", "[p] check detached layers", 11, 13),
-		v("e", "exporting to image", 14, 29),
+		v("e", "exporting to image", 28, 29), // its last part; its statuses start at 14
 		{Digest: digest.FromString("cached"), Name: "[p c] root.yml", Started: at(1), Completed: at(1), Cached: true},
 	}, Statuses: []*client.VertexStatus{
 		{ID: "exporting layers", Vertex: digest.FromString("e"), Started: at(14), Completed: at(20)},
