@@ -38,7 +38,7 @@ func bootstrap(pkg string, u spec.User, task TaskSource) []Step {
 	var steps []Step
 	if pkg == "deb" {
 		steps = append(steps, Step{Kind: Run, User: "root", Mounts: debCache(),
-			Shell: "apt-get update && apt-get install -y --no-install-recommends curl ca-certificates",
+			Shell: aptInstall("curl ca-certificates"),
 			Desc:  "bootstrap: install curl and ca-certificates"})
 	}
 	steps = append(steps, Step{Kind: FetchTask, User: "root", Shell: unpackTask(task),

@@ -40,6 +40,11 @@ var (
 // removeLeftovers is the command removing paths (globs unquoted).
 func removeLeftovers(paths []string) string { return "rm -f " + strings.Join(paths, " ") }
 
+// aptInstall installs the (quoted) packages and removes the leftovers.
+func aptInstall(pkgs string) string {
+	return "apt-get update && apt-get install -y --no-install-recommends " + pkgs + " && " + removeLeftovers(debLeftovers)
+}
+
 // packageStep installs the layer's system packages for pkg.
 func packageStep(pkg string, l *spec.Layer) (Step, bool, error) {
 	pkgs := l.Packages(pkg)
@@ -53,7 +58,7 @@ func packageStep(pkg string, l *spec.Layer) (Step, bool, error) {
 	}
 	if pkg == "deb" {
 		return Step{Kind: Run, User: "root", Mounts: debCache(), Desc: "deb packages",
-			Shell: "apt-get update && apt-get install -y --no-install-recommends " + QuoteAll(pkgs) + " && " + removeLeftovers(debLeftovers)}, true, nil
+			Shell: aptInstall(QuoteAll(pkgs))}, true, nil
 	}
 	r := l.Rpm
 	var cmds []string
