@@ -349,8 +349,10 @@ func (b *builder) build(ctx context.Context, c *client.Client, img *plan.Image) 
 // base kept), and every file of the image's own layers no newer than it
 // (rewrite-timestamp), so that the layers do not carry the build's time.
 // The exporter does this after the solve: the epoch enters no cache key.
+// An epoch of now changes nothing BuildKit would not do by itself (but
+// rewrite every layer): entries are returned as they are.
 func EpochAttrs(entries []client.ExportEntry, e *plan.Epoch) []client.ExportEntry {
-	if e == nil {
+	if e == nil || e.Now {
 		return entries
 	}
 	out := make([]client.ExportEntry, len(entries))

@@ -719,7 +719,9 @@ func TestCompileEpoch(t *testing.T) {
 	if got[0].Attrs["name"] != "x" || len(entries[0].Attrs) != 1 {
 		t.Errorf("attrs: %v, the caller's changed to %v", got[0].Attrs, entries[0].Attrs)
 	}
-	if n := EpochAttrs(entries, nil); n[0].Attrs["rewrite-timestamp"] != "" {
-		t.Errorf("no epoch: attrs %v", n[0].Attrs)
+	for _, e := range []*plan.Epoch{nil, {Unix: 42, Now: true}} {
+		if n := EpochAttrs(entries, e); n[0].Attrs["rewrite-timestamp"] != "" {
+			t.Errorf("epoch %+v: attrs %v", e, n[0].Attrs)
+		}
 	}
 }
