@@ -202,7 +202,11 @@ func (f *family) ovOCI(ctx context.Context) (time.Duration, error) {
 }
 
 func (f *family) bakeOCI(ctx context.Context) (time.Duration, error) {
-	// Bake asks before writing outside the project.
+	// Bake asks before writing outside the project, for the path as it
+	// exists.
+	if err := os.MkdirAll(filepath.Join(f.oci, "bake"), 0o755); err != nil {
+		return 0, err
+	}
 	args := []string{"--allow", "fs.write=" + f.oci}
 	for _, img := range f.images {
 		args = append(args, "--set", img+".output=type=oci,tar=false,dest="+filepath.Join(f.oci, "bake", img))
