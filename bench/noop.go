@@ -102,7 +102,11 @@ func MeasureNoopScale(ctx context.Context, bc *client.Client, work, registry str
 		if err != nil {
 			return build.Request{}, 0, 0, err
 		}
-		return build.Request{Project: p, Family: family, Targets: targets, Builder: "bench", Dests: []export.Dest{push}, Outputs: "push"},
+		outputs := map[string]string{}
+		for _, t := range targets {
+			outputs[t] = "push"
+		}
+		return build.Request{Project: p, Family: family, Targets: targets, Builder: "bench", Dests: []export.Dest{push}, Outputs: outputs},
 			validated.Sub(start), time.Since(validated), nil
 	}
 

@@ -68,12 +68,13 @@ type Request struct {
 	Offline bool
 
 	// Dests are where the images go (the exporter Run is given sends
-	// them there) and Outputs says so in a string the caller makes
-	// (destinations, merge, --no-detach): a target whose inputs and
-	// Outputs are those of its last build, and whose every destination
-	// still holds what that build exported, is up to date and not built.
+	// them there) and Outputs says so per target, in a string the caller
+	// makes (its destinations, merge, platforms, --no-detach): a target
+	// whose inputs and outputs are those of its last build, and whose
+	// every destination still holds what that build exported, is up to
+	// date and not built, whichever other images this build names.
 	Dests   []export.Dest
-	Outputs string
+	Outputs map[string]string
 	// Force builds every target, up to date or not.
 	Force bool
 }
@@ -151,7 +152,7 @@ func (p *Prepared) upToDate(ctx context.Context) []string {
 	// nothing to wait for the base digests for.
 	olds := map[string]*explain.Record{}
 	for _, t := range p.req.Targets {
-		if old := p.rec.olds[t]; old != nil && old.Exported != "" && old.Outputs == p.req.Outputs {
+		if old := p.rec.olds[t]; old != nil && old.Exported != "" && old.Outputs == p.req.Outputs[t] {
 			olds[t] = old
 		}
 	}

@@ -3,7 +3,6 @@ package build
 import (
 	"context"
 	"errors"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,7 +15,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/crane"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	controlapi "github.com/moby/buildkit/api/services/control"
 	"github.com/moby/buildkit/client"
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 
@@ -130,7 +128,7 @@ func TestRun(t *testing.T) {
 	// The base's digest is looked up where the builder pulls it from.
 	t.Setenv("OV_REGISTRY_MIRRORS", "docker.io="+env.Registry)
 	req := Request{Project: p, Family: family, Targets: targets, Builder: env.BuildkitAddr,
-		Dests: []export.Dest{layout}, Outputs: "oci:" + out}
+		Dests: []export.Dest{layout}, Outputs: outputsOf(targets, "oci:"+out)}
 	check := func(what string, wantUpToDate, wantBuilt []string) {
 		t.Helper()
 		checkRun(t, c, req, layout, what, wantUpToDate, wantBuilt)
@@ -164,7 +162,7 @@ func TestRun(t *testing.T) {
 	}
 	check("bb-child's layout deleted", []string{"bb"}, []string{"bb-child"})
 
-	req.Outputs = "other"
+	req.Outputs = outputsOf(targets, "other")
 	check("other outputs", nil, targets)
 	req.Force = true
 	check("force", nil, targets)
@@ -197,6 +195,15 @@ func TestRun(t *testing.T) {
 	// may bb-child on it.
 	req.Offline = true
 	check("base digest unknown", nil, targets)
+}
+
+// outputsOf describes every target's outputs as desc.
+func outputsOf(targets []string, desc string) map[string]string {
+	out := map[string]string{}
+	for _, t := range targets {
+		out[t] = desc
+	}
+	return out
 }
 
 // run builds req, exporting with exp, and counts the progress updates,
@@ -233,35 +240,12 @@ func checkRun(t *testing.T, c *client.Client, req Request, exp export.Exporter, 
 	if !slices.Equal(upToDate, wantUpToDate) || !slices.Equal(built, wantBuilt) {
 		t.Errorf("%s: up to date %q, built %q; want %q, %q", what, upToDate, built, wantUpToDate, wantBuilt)
 	}
-	solves := solvesSince(t, c, start)
+	solves := testenv.SolvesSince(t, c, start)
 	if len(built) == 0 && (statuses != 0 || solves != 0) {
 		t.Errorf("%s: nothing to build, yet %d progress updates and %d solves in buildkitd's history", what, statuses, solves)
 	}
 	if len(built) != 0 && (statuses == 0 || solves == 0) {
 		t.Errorf("%s: built %q with %d progress updates and %d solves in buildkitd's history", what, built, statuses, solves)
-	}
-}
-
-// solvesSince counts the solves buildkitd's build history holds that
-// started at or after since, whoever asked for them.
-func solvesSince(t *testing.T, c *client.Client, since time.Time) int {
-	t.Helper()
-	cl, err := c.ControlClient().ListenBuildHistory(context.Background(), &controlapi.BuildHistoryRequest{EarlyExit: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for {
-		ev, err := cl.Recv()
-		if errors.Is(err, io.EOF) {
-			return n
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if ev.Record != nil && !ev.Record.CreatedAt.AsTime().Before(since) {
-			n++
-		}
 	}
 }
 
@@ -286,7 +270,7 @@ func TestRunLoad(t *testing.T) {
 	eng := engine.Engine{Flags: []string{"-H", host}}
 	load := export.Load(eng)
 	req := Request{Project: p, Family: family, Targets: targets, Builder: env.BuildkitAddr,
-		Platforms: []ocispecs.Platform{{OS: "linux", Architecture: "amd64"}}, Dests: []export.Dest{load}, Outputs: "docker load"}
+		Platforms: []ocispecs.Platform{{OS: "linux", Architecture: "amd64"}}, Dests: []export.Dest{load}, Outputs: outputsOf(targets, "docker load")}
 	check := func(what string, wantUpToDate, wantBuilt []string) {
 		t.Helper()
 		checkRun(t, c, req, load, what, wantUpToDate, wantBuilt)
@@ -348,7 +332,7 @@ images:
 		return family
 	}
 	push := export.Push()
-	req := Request{Project: p, Family: plans(5), Targets: []string{"pushed"}, Builder: env.BuildkitAddr, Dests: []export.Dest{push}, Outputs: "push"}
+	req := Request{Project: p, Family: plans(5), Targets: []string{"pushed"}, Builder: env.BuildkitAddr, Dests: []export.Dest{push}, Outputs: outputsOf([]string{"pushed"}, "push")}
 	check := func(what string, upToDate bool) {
 		t.Helper()
 		if upToDate {
@@ -435,7 +419,7 @@ images:
 		t.Fatal(err)
 	}
 	out := t.TempDir()
-	req := Request{Project: p, Family: family, Targets: targets, Builder: env.BuildkitAddr, Outputs: "oci:" + out, Force: true}
+	req := Request{Project: p, Family: family, Targets: targets, Builder: env.BuildkitAddr, Outputs: outputsOf(targets, "oci:"+out), Force: true}
 	build := func() (notices []string, failed []string) {
 		t.Helper()
 		prep, err := Prepare(ctx, req)
@@ -480,7 +464,7 @@ images:
 	if len(notices) != 0 || len(failed) != 0 {
 		t.Errorf("second build: notices %q, failed steps %q; want none", notices, failed)
 	}
-	if n := solvesSince(t, c, start); n != 1 {
+	if n := testenv.SolvesSince(t, c, start); n != 1 {
 		t.Errorf("second build: %d solves, want 1 (no second round)", n)
 	}
 	if rec := explain.Read(p.Dir, "bb"); rec == nil || !slices.Equal(rec.SeeAll, []string{"rm"}) || !slices.Equal(rec.Attached, []string{"s1", "s2"}) {

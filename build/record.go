@@ -131,8 +131,8 @@ func (r *record) withBases(wait time.Duration) []*explain.Record {
 }
 
 // write records the built images and the parents they were built on; a
-// target records the digest it exported and outputs.
-func (r *record) write(results []llb.Result, outputs string) []error {
+// target records the digest it exported and its outputs.
+func (r *record) write(results []llb.Result, outputs map[string]string) []error {
 	if len(results) == 0 {
 		return nil
 	}
@@ -166,7 +166,7 @@ func (r *record) write(results []llb.Result, outputs string) []error {
 		resp := exported[rec.Image]
 		rec.Exported, rec.ExportedConfig, rec.Outputs = resp[exptypes.ExporterImageDigestKey], resp[exptypes.ExporterImageConfigDigestKey], ""
 		if rec.Exported != "" {
-			rec.Outputs = outputs
+			rec.Outputs = outputs[rec.Image]
 		}
 		if err := explain.Write(r.dir, rec); err != nil {
 			errs = append(errs, err)

@@ -386,6 +386,33 @@ func TestWriteKeepsPlatforms(t *testing.T) {
 	}
 }
 
+// A record that exports nothing (a parent built only into its child)
+// keeps the last export of the same inputs, and drops it when an input
+// changed: that export is another image.
+func TestWriteKeepsExport(t *testing.T) {
+	dir := project(t)
+	r := fingerprint(t, dir, defaults())[0]
+	r.Exported, r.ExportedConfig, r.Outputs = digest2, digest1, "push"
+	if err := explain.Write(dir, r); err != nil {
+		t.Fatal(err)
+	}
+	r = fingerprint(t, dir, defaults())[0]
+	if err := explain.Write(dir, r); err != nil {
+		t.Fatal(err)
+	}
+	if got := explain.Read(dir, r.Image); got.Exported != digest2 || got.ExportedConfig != digest1 || got.Outputs != "push" {
+		t.Errorf("unchanged inputs: export %q %q %q", got.Exported, got.ExportedConfig, got.Outputs)
+	}
+	write(t, filepath.Join(dir, "layers/marker/marker.txt"), "two\n")
+	r = fingerprint(t, dir, defaults())[0]
+	if err := explain.Write(dir, r); err != nil {
+		t.Fatal(err)
+	}
+	if got := explain.Read(dir, r.Image); got.Exported != "" || got.Outputs != "" {
+		t.Errorf("after an input changed: export %q to %q", got.Exported, got.Outputs)
+	}
+}
+
 // A layer added at the end: only it builds, on the unchanged chain.
 func TestNewLayer(t *testing.T) {
 	dir := project(t)

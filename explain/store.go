@@ -34,7 +34,9 @@ func Read(dir, image string) *Record {
 // Write records r in project dir atomically (builddir.WriteFile: no
 // symbolic link under .build/ is followed). Platforms built earlier from
 // the same inputs on the same builder stay recorded: a build narrowed with
-// --platform does not forget the others.
+// --platform does not forget the others. So does the last export when r
+// exports nothing (a parent built only into the image named): what it
+// exported is still the image of these inputs.
 func Write(dir string, r *Record) error {
 	rec := *r
 	if old := Read(dir, r.Image); old != nil && sameInputs(old, r) {
@@ -42,6 +44,9 @@ func Write(dir string, r *Record) error {
 		maps.Copy(rec.Platforms, r.Platforms)
 		if rec.Digest == "" {
 			rec.Digest = old.Digest
+		}
+		if rec.Exported == "" {
+			rec.Exported, rec.ExportedConfig, rec.Outputs = old.Exported, old.ExportedConfig, old.Outputs
 		}
 	}
 	b, err := json.MarshalIndent(&rec, "", "  ")
@@ -54,12 +59,16 @@ func Write(dir string, r *Record) error {
 	return nil
 }
 
-// sameInputs says a and b differ at most in which platforms they cover.
+// sameInputs says a and b differ at most in which platforms they cover
+// and what they exported.
 func sameInputs(a, b *Record) bool {
 	x, y := *a, *b
 	x.Platforms, y.Platforms = nil, nil
 	x.Digest, y.Digest = "", ""
 	x.DigestErr, y.DigestErr = "", ""
+	x.Exported, y.Exported = "", ""
+	x.ExportedConfig, y.ExportedConfig = "", ""
+	x.Outputs, y.Outputs = "", ""
 	for p, d := range a.Platforms {
 		if e, ok := b.Platforms[p]; ok && d != "" && e != "" && d != e {
 			return false // same platform, another base

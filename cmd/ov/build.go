@@ -170,7 +170,7 @@ func (c *BuildCmd) Run(g *Globals) error {
 		})
 	}
 	prep, err := build.Prepare(ctx, build.Request{Project: p, Family: plans, Targets: targets, Platforms: narrow, Builder: addr, Offline: c.offline(),
-		Dests: exps, Outputs: c.outputsKey(plans, targets, outs, narrow), Force: c.Force})
+		Dests: exps, Outputs: c.outputsKeys(plans, targets, outs, narrow), Force: c.Force})
 	if err != nil {
 		return userErrorf("%v", err)
 	}
@@ -220,29 +220,30 @@ func (c *BuildCmd) Run(g *Globals) error {
 	return nil
 }
 
-// outputsKey describes how this build exports its targets: a target built
-// with other outputs, merge limits, platforms or --no-detach than its last
-// build is built again (see build.Request.Outputs).
-func (c *BuildCmd) outputsKey(family []*plan.Image, targets []string, outs []output, narrow []ocispecs.Platform) string {
-	var b strings.Builder
+// outputsKeys describe per target how this build exports it: a target
+// built with other outputs, merge limit, platforms or --no-detach than its
+// last build is built again (see build.Request.Outputs). Each key is the
+// target's own, so the images named beside it do not matter.
+func (c *BuildCmd) outputsKeys(family []*plan.Image, targets []string, outs []output, narrow []ocispecs.Platform) map[string]string {
+	all := fmt.Sprintf(" platforms=%s no-detach=%v", formatPlatforms(narrow), c.NoDetach)
+	// An image of another epoch is another image; one of now is whatever
+	// the last build made.
+	if len(family) > 0 && family[0].Epoch != nil && !family[0].Epoch.Now {
+		all += fmt.Sprintf(" epoch=%d", family[0].Epoch.Unix)
+	}
+	keys := map[string]string{}
 	for _, img := range family {
 		if !slices.Contains(targets, img.Name) {
 			continue
 		}
-		fmt.Fprintf(&b, "%s:", img.Name)
+		var b strings.Builder
 		for _, o := range outs {
-			fmt.Fprintf(&b, " %s", o.desc(img.Name))
+			fmt.Fprintf(&b, "%s; ", o.desc(img.Name))
 		}
-		fmt.Fprintf(&b, " merge=%d;", c.maxBytes(img))
+		fmt.Fprintf(&b, "merge=%d%s", c.maxBytes(img), all)
+		keys[img.Name] = b.String()
 	}
-	fmt.Fprintf(&b, " platforms=%s no-detach=%v", formatPlatforms(narrow), c.NoDetach)
-	// An image of another epoch is another image; one of now is whatever
-	// the last build made.
-	if len(family) > 0 && family[0].Epoch != nil && !family[0].Epoch.Now {
-		e := family[0].Epoch
-		fmt.Fprintf(&b, " epoch=%d", e.Unix)
-	}
-	return b.String()
+	return keys
 }
 
 // checkOutputDirs refuses symbolic links where the build writes under

@@ -3,8 +3,10 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 
@@ -185,5 +187,76 @@ func TestBuildOutputPaths(t *testing.T) {
 				t.Errorf("exit %d, stderr %q, stdout:\n%s\nwant a line %q", code, stderr, stdout, want)
 			}
 		})
+	}
+}
+
+// TestBuildUpToDatePerImage: whether an image is up to date does not
+// depend on the other images a build names. After `ov build bb-child`,
+// `ov build` builds bb (never exported) and not bb-child; then either image
+// alone solves nothing. A parent built only into its edited child keeps
+// its own last export: the `ov build` after solves nothing either.
+// Solves are counted in buildkitd's build history.
+func TestBuildUpToDatePerImage(t *testing.T) {
+	envFlags := buildEnv(t)
+	c := testenv.Get(t).Client(t)
+	dir := t.TempDir()
+	testenv.WriteFiles(t, dir, map[string]string{
+		"images.yml": `defaults:
+  registry: ov.test
+  platforms: [linux/amd64]
+  pkg: rpm
+images:
+  bb:
+    base: "busybox:latest"
+    layers: [a]
+  bb-child:
+    base: bb
+    layers: [b]
+`,
+		"layers/a/root.yml": "version: '3'\ntasks:\n  install:\n    cmds:\n      - echo a > /a.txt\n",
+		"layers/b/root.yml": "version: '3'\ntasks:\n  install:\n    cmds:\n      - echo b > /b.txt\n",
+	})
+	// build runs ov build on images and returns the images it built and
+	// those up to date, checking the solves against what was built.
+	build := func(images ...string) (built, upToDate []string) {
+		t.Helper()
+		start := time.Now()
+		args := append(append([]string{"-C", dir, "build", "--progress", "quiet"}, envFlags...), images...)
+		_, stderr, code := ov(t, args...)
+		if code != 0 {
+			t.Fatalf("ov build %q: exit %d:\n%s", images, code, stderr)
+		}
+		for _, line := range strings.Split(stderr, "\n") {
+			if n, ok := strings.CutPrefix(line, "built "); ok {
+				built = append(built, strings.Fields(n)[0])
+			}
+			if n, ok := strings.CutPrefix(line, "up to date: "); ok {
+				upToDate = append(upToDate, strings.Fields(n)[0])
+			}
+		}
+		if n := testenv.SolvesSince(t, c, start); (n == 0) != (len(built) == 0) {
+			t.Errorf("ov build %q built %q with %d solves", images, built, n)
+		}
+		return built, upToDate
+	}
+	for _, step := range []struct {
+		images          []string
+		built, upToDate []string
+		editBefore      string
+	}{
+		{images: []string{"bb-child"}, built: []string{"bb-child"}},
+		{built: []string{"bb"}, upToDate: []string{"bb-child"}},
+		{images: []string{"bb-child"}, upToDate: []string{"bb-child"}},
+		{images: []string{"bb"}, upToDate: []string{"bb"}},
+		{editBefore: "echo B > /b.txt", images: []string{"bb-child"}, built: []string{"bb-child"}},
+		{upToDate: []string{"bb", "bb-child"}},
+	} {
+		if step.editBefore != "" {
+			testenv.WriteFiles(t, dir, map[string]string{"layers/b/root.yml": "version: '3'\ntasks:\n  install:\n    cmds:\n      - " + step.editBefore + "\n"})
+		}
+		built, upToDate := build(step.images...)
+		if !slices.Equal(built, step.built) || !slices.Equal(upToDate, step.upToDate) {
+			t.Errorf("ov build %q: built %q, up to date %q; want %q, %q", step.images, built, upToDate, step.built, step.upToDate)
+		}
 	}
 }
