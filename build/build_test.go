@@ -393,7 +393,8 @@ images:
 // the next build starts from them. rm deletes what mk made without
 // depending on it (it fails detached and is built on every layer before
 // it); s1 and s2 both append to /etc/shells (attached). After an edit the
-// second build fails no step, repeats no notice and solves once.
+// second build fails no step, repeats no notice and solves once; a forced
+// build decides afresh.
 func TestRunDecided(t *testing.T) {
 	env := testenv.Get(t)
 	ctx := context.Background()
@@ -419,7 +420,7 @@ images:
 		t.Fatal(err)
 	}
 	out := t.TempDir()
-	req := Request{Project: p, Family: family, Targets: targets, Builder: env.BuildkitAddr, Outputs: outputsOf(targets, "oci:"+out), Force: true}
+	req := Request{Project: p, Family: family, Targets: targets, Builder: env.BuildkitAddr, Outputs: outputsOf(targets, "oci:"+out)} // no Dests: always built
 	build := func() (notices []string, failed []string) {
 		t.Helper()
 		prep, err := Prepare(ctx, req)
@@ -470,6 +471,17 @@ images:
 	if rec := explain.Read(p.Dir, "bb"); rec == nil || !slices.Equal(rec.SeeAll, []string{"rm"}) || !slices.Equal(rec.Attached, []string{"s1", "s2"}) {
 		t.Errorf("record after the second build: %+v", rec)
 	}
+
+	// Forced: decided afresh from the plain plan, as the first build was.
+	req.Force = true
+	notices, failed = build()
+	if len(notices) != 3 || len(failed) == 0 {
+		t.Errorf("forced build: notices %q, failed steps %q; want the first build's", notices, failed)
+	}
+	if rec := explain.Read(p.Dir, "bb"); rec == nil || !slices.Equal(rec.SeeAll, []string{"rm"}) || !slices.Equal(rec.Attached, []string{"s1", "s2"}) {
+		t.Errorf("record after the forced build: %+v", rec)
+	}
+	req.Force = false
 
 	// rm given the depends its notice asked for: decided afresh, rm no
 	// longer builds on every layer before it.

@@ -28,6 +28,7 @@ const baseTimeout = 20 * time.Second
 // images that built.
 type record struct {
 	dir    string
+	fresh  bool // decide the detached layers afresh (Request.Force)
 	family []*plan.Image
 	recs   map[string]*explain.Record
 	olds   map[string]*explain.Record // the last build's records, read once
@@ -40,7 +41,7 @@ type record struct {
 // the base digests resolve in the background.
 func newRecord(ctx context.Context, req Request) (*record, error) {
 	narrow := req.Platforms
-	r := &record{dir: req.Project.Dir, family: req.Family, recs: map[string]*explain.Record{}, olds: map[string]*explain.Record{}, inputs: map[string]explain.Inputs{},
+	r := &record{dir: req.Project.Dir, fresh: req.Force, family: req.Family, recs: map[string]*explain.Record{}, olds: map[string]*explain.Record{}, inputs: map[string]explain.Inputs{},
 		bases: resolveBases(ctx, req.Family, narrow, req.Offline)}
 	files := explain.OpenFiles(req.Project.Dir)
 	recs, olds := make([]*explain.Record, len(req.Family)), make([]*explain.Record, len(req.Family))
@@ -50,9 +51,8 @@ func newRecord(ctx context.Context, req Request) (*record, error) {
 	for i, img := range req.Family {
 		g.Go(func() error {
 			in := explain.Inputs{Builder: req.Builder, Platforms: platformNames(img, narrow), Layers: req.Project.Layers, Files: files}
-			// The build starts from the last build's decisions.
 			olds[i] = explain.Read(req.Project.Dir, img.Name)
-			fp, err := fingerprint(img, in, decided(olds[i]))
+			fp, err := fingerprint(img, in, r.seed(olds[i]))
 			if err != nil {
 				return fmt.Errorf("image %q: %w", img.Name, err)
 			}
@@ -89,13 +89,24 @@ func decided(rec *explain.Record) llb.Decided {
 	return llb.Decided{Attached: rec.Attached, SeeAll: rec.SeeAll}
 }
 
+// seed is what the build starts from: the decisions of old's build, none
+// when forced (a user forcing a build suspects something: it starts from
+// the plain plan and its checks decide again).
+func (r *record) seed(old *explain.Record) llb.Decided {
+	if r.fresh {
+		return llb.Decided{}
+	}
+	return decided(old)
+}
+
 // decisions are the last build's decisions per image, for llb.Build to
 // start from; an image whose depends changed since starts afresh (a
-// depends added is how a user answers a notice).
+// depends added is how a user answers a notice), and so does every image
+// of a forced build.
 func (r *record) decisions() map[string]llb.Decided {
 	out := map[string]llb.Decided{}
 	for name, old := range r.olds {
-		d := decided(old)
+		d := r.seed(old)
 		if len(d.Attached)+len(d.SeeAll) > 0 && sameDepends(old.Depends, r.recs[name].Depends) {
 			out[name] = d
 		}
