@@ -389,6 +389,73 @@ images:
 	check("nothing changed after the move", true)
 }
 
+// TestRunPushLoad: --push and --load in one build (one solve, both
+// exports; a real registry and dockerd). A build with nothing changed
+// solves nothing; a docker tag removed is given back without a solve;
+// the image removed from docker is built and exported again (to both:
+// one record holds one export), after which nothing is to do again.
+func TestRunPushLoad(t *testing.T) {
+	env := testenv.Get(t)
+	ctx := context.Background()
+	host, err := env.StartDocker(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := env.Client(t)
+	t.Setenv("OV_REGISTRY_MIRRORS", "docker.io="+env.Registry)
+	p := projectOf(t, `defaults:
+  registry: `+env.Registry+`/pushload
+  pkg: rpm
+  platforms: [linux/amd64]
+images:
+  both:
+    base: "busybox:latest"
+    layers: [a]
+`)
+	task := plan.TaskSource{URL: env.TaskBaseURL, SHA256: env.TaskSHA256}
+	family, targets, err := Plan(ctx, p, nil, planOptions(task), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng := engine.Engine{Flags: []string{"-H", host}}
+	push, load := export.Push(), export.Load(eng)
+	req := Request{Project: p, Family: family, Targets: targets, Builder: env.BuildkitAddr,
+		Platforms: []ocispecs.Platform{{OS: "linux", Architecture: "amd64"}},
+		Dests:     []export.Dest{push, load}, Outputs: outputsOf(targets, "push; docker load")}
+	check := func(what string, upToDate bool) {
+		t.Helper()
+		if upToDate {
+			checkRun(t, c, req, export.Multi(push, load), what, targets, nil)
+		} else {
+			checkRun(t, c, req, export.Multi(push, load), what, nil, targets)
+		}
+		// Both destinations hold the recorded image, under every tag.
+		rec := explain.Read(p.Dir, "both")
+		for _, tag := range family[0].Tags {
+			if d, err := crane.Digest(tag, crane.Insecure); err != nil || d != rec.Exported {
+				t.Errorf("%s: registry has %s as %s (%v), the record %s", what, tag, d, err, rec.Exported)
+			}
+			if id, err := eng.ImageID(ctx, tag); err != nil || (id != rec.ExportedConfig && id != rec.Exported) {
+				t.Errorf("%s: docker has %s as %q (%v), the record %s / %s", what, tag, id, err, rec.Exported, rec.ExportedConfig)
+			}
+		}
+	}
+	rmi := func(refs ...string) {
+		t.Helper()
+		if out, err := exec.Command("docker", append([]string{"-H", host, "rmi"}, refs...)...).CombinedOutput(); err != nil {
+			t.Fatalf("docker rmi %q: %v\n%s", refs, err, out)
+		}
+	}
+
+	check("first build", false)
+	check("nothing changed", true)
+	rmi(family[0].Tags[0])
+	check("a docker tag removed", true)
+	rmi(family[0].Tags...)
+	check("the image removed from docker", false)
+	check("nothing changed after the reload", true)
+}
+
 // TestRunDecided: the detached-layer checks' decisions are recorded and
 // the next build starts from them. rm deletes what mk made without
 // depending on it (it fails detached and is built on every layer before
