@@ -21,6 +21,7 @@ import (
 	"github.com/moby/buildkit/client"
 
 	"github.com/overthink/ov/export"
+	"github.com/overthink/ov/internal/tarwalk"
 	"github.com/overthink/ov/plan"
 )
 
@@ -82,25 +83,22 @@ func Flatten(img v1.Image) (map[string]FileInfo, error) {
 	rc := mutate.Extract(img)
 	defer rc.Close()
 	out := map[string]FileInfo{}
-	tr := tar.NewReader(rc)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return out, nil
-		}
-		if err != nil {
-			return nil, err
-		}
+	err := tarwalk.Stream(rc, func(h *tar.Header, content io.Reader) error {
 		e := FileInfo{Type: h.Typeflag, Mode: h.Mode & 0o7777, UID: h.Uid, GID: h.Gid, Link: h.Linkname}
 		if h.Typeflag == tar.TypeReg {
 			s := sha256.New()
-			if _, err := io.Copy(s, tr); err != nil {
-				return nil, err
+			if _, err := io.Copy(s, content); err != nil {
+				return err
 			}
 			e.SHA256 = hex.EncodeToString(s.Sum(nil))
 		}
 		out[path.Clean("/"+h.Name)] = e
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
+	return out, nil
 }
 
 // DiffFiles lists the paths where a and b differ, sorted; Volatile paths
@@ -358,21 +356,8 @@ func layerWriters(img v1.Image, paths []string) (map[string][]string, error) {
 
 // layerHits lists which of paths one layer writes, deletes or hides.
 func layerHits(layer v1.Layer, want map[string]bool, paths []string) ([]string, error) {
-	rc, err := layer.Uncompressed()
-	if err != nil {
-		return nil, err
-	}
-	defer rc.Close()
 	hit := map[string]bool{}
-	tr := tar.NewReader(rc)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, err
-		}
+	err := tarwalk.Layer(layer, func(h *tar.Header, _ io.Reader) error {
 		p := path.Clean("/" + h.Name)
 		dir, base := path.Split(p)
 		switch {
@@ -393,6 +378,10 @@ func layerHits(layer v1.Layer, want map[string]bool, paths []string) ([]string, 
 		case want[p]:
 			hit[p] = true
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return slices.Sorted(maps.Keys(hit)), nil
 }

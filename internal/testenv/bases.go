@@ -22,6 +22,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/overthink/ov/internal/tarwalk"
 )
 
 // recipe versions: bump one to rebuild that cached base everywhere.
@@ -382,26 +384,9 @@ func eachFile(img v1.Image, fn func(*tar.Header, io.Reader) error) error {
 		return err
 	}
 	for _, l := range layers {
-		rc, err := l.Uncompressed()
-		if err != nil {
+		if err := tarwalk.Layer(l, fn); err != nil {
 			return err
 		}
-		tr := tar.NewReader(rc)
-		for {
-			h, err := tr.Next()
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				rc.Close()
-				return err
-			}
-			if err := fn(h, tr); err != nil {
-				rc.Close()
-				return err
-			}
-		}
-		rc.Close()
 	}
 	return nil
 }

@@ -17,6 +17,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"github.com/overthink/ov/internal/tarwalk"
 )
 
 // File is one entry of a flattened image filesystem.
@@ -92,27 +94,24 @@ func Flatten(img v1.Image) (map[string]File, error) {
 	rc := mutate.Extract(img)
 	defer rc.Close()
 	files := map[string]File{}
-	tr := tar.NewReader(rc)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("flatten: %w", err)
-		}
+	err := tarwalk.Stream(rc, func(h *tar.Header, content io.Reader) error {
 		f := File{Type: h.Typeflag, Mode: h.Mode & 0o7777, UID: h.Uid, GID: h.Gid, Linkname: h.Linkname}
 		if h.Typeflag == tar.TypeLink {
 			f.Linkname = "/" + path.Clean(strings.TrimPrefix(h.Linkname, "/"))
 		}
 		if h.Typeflag == tar.TypeReg {
 			d := sha256.New()
-			if f.Size, err = io.Copy(d, tr); err != nil {
-				return nil, fmt.Errorf("flatten %s: %w", h.Name, err)
+			var err error
+			if f.Size, err = io.Copy(d, content); err != nil {
+				return fmt.Errorf("%s: %w", h.Name, err)
 			}
 			f.SHA256 = hex.EncodeToString(d.Sum(nil))
 		}
 		files["/"+path.Clean(strings.TrimPrefix(h.Name, "/"))] = f
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("flatten: %w", err)
 	}
 	// Hard links may come before their target (upper layers first).
 	for p, f := range files {

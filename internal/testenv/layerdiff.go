@@ -11,6 +11,8 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
+
+	"github.com/overthink/ov/internal/tarwalk"
 )
 
 // LayerDiff says how the image for platform ("" when there is only one)
@@ -85,26 +87,18 @@ func LayerDiff(a, b, platform string) string {
 
 // entries describes each entry of a layer: header fields and content hash.
 func entries(l v1.Layer) (map[string]string, error) {
-	rc, err := l.Uncompressed()
-	if err != nil {
-		return nil, err
-	}
-	defer rc.Close()
 	out := map[string]string{}
-	tr := tar.NewReader(rc)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return out, nil
-		}
-		if err != nil {
-			return nil, err
-		}
+	err := tarwalk.Layer(l, func(h *tar.Header, content io.Reader) error {
 		sum := sha256.New()
-		if _, err := io.Copy(sum, tr); err != nil {
-			return nil, err
+		if _, err := io.Copy(sum, content); err != nil {
+			return err
 		}
 		out[h.Name] = fmt.Sprintf("type %c mode %o %d:%d size %d mtime %d link %s pax %v sha %s",
 			h.Typeflag, h.Mode, h.Uid, h.Gid, h.Size, h.ModTime.Unix(), h.Linkname, h.PAXRecords, hex.EncodeToString(sum.Sum(nil))[:12])
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
+	return out, nil
 }

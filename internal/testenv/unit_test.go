@@ -201,3 +201,42 @@ func flattenTars(t *testing.T, layers ...[]byte) map[string]File {
 func layerFromBytes(b []byte) (v1.Layer, error) {
 	return tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil })
 }
+
+// TestLayerDiff: of two layouts whose second layer differs in one file's
+// content and another's mode, LayerDiff names that layer and both files,
+// and not the equal layer or file.
+func TestLayerDiff(t *testing.T) {
+	reg := func(name, body string, mode int64) tarEntry {
+		return tarEntry{hdr: tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: mode, Size: int64(len(body))}, body: []byte(body)}
+	}
+	base := mustLayer(t, tarBytes(t, []tarEntry{reg("base", "b", 0o644)}))
+	layouts := make([]string, 2)
+	for i, top := range [][]tarEntry{
+		{reg("same", "s", 0o644), reg("content", "one", 0o644), reg("mode", "m", 0o644)},
+		{reg("same", "s", 0o644), reg("content", "two", 0o644), reg("mode", "m", 0o755)},
+	} {
+		img, err := newImage(v1.Platform{OS: "linux", Architecture: "amd64"}, v1.Config{}, base, mustLayer(t, tarBytes(t, top)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		layouts[i] = t.TempDir()
+		if err := writeLayout(layouts[i], img); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := LayerDiff(layouts[0], layouts[1], "")
+	if !strings.Contains(got, "layer 1: ") || strings.Contains(got, "layer 0") {
+		t.Errorf("want layer 1 alone:\n%s", got)
+	}
+	for _, want := range []string{"content: ", "mode: ", "mode 644", "mode 755"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("no %q in:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "same: ") || strings.Contains(got, "base: ") {
+		t.Errorf("an equal file is named:\n%s", got)
+	}
+	if LayerDiff(layouts[0], layouts[0], "") != "" {
+		t.Error("a layout differs from itself")
+	}
+}
