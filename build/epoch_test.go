@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,7 +14,9 @@ import (
 
 // DefaultEpoch on a real git checkout: the time of the last commit of
 // images.yml and layers/, now when they have uncommitted changes (an
-// untracked layer file too) or the project is no checkout.
+// untracked layer file too) or the project is no checkout. FromGit names
+// that commit (none when the epoch is now) and the remote without its
+// credentials.
 func TestDefaultEpochFromGit(t *testing.T) {
 	ctx := context.Background()
 	now := time.Unix(2_000_000_000, 0)
@@ -28,8 +31,16 @@ func TestDefaultEpochFromGit(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	var head, source string // the commit of the inputs, the remote's URL
 	commit := func(when string) {
 		t.Helper()
+		defer func() {
+			out, err := exec.Command("git", "-C", dir, "rev-parse", "HEAD").Output()
+			if err != nil {
+				t.Fatal(err)
+			}
+			head = strings.TrimSpace(string(out))
+		}()
 		for _, args := range [][]string{{"add", "-A"}, {"commit", "-q", "-m", "c"}} {
 			cmd := exec.Command("git", append([]string{"-C", dir}, args...)...)
 			cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@t", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@t",
@@ -44,6 +55,13 @@ func TestDefaultEpochFromGit(t *testing.T) {
 		if got := DefaultEpoch(ctx, dir, now); *got != want {
 			t.Errorf("%s: epoch %+v, want %+v", what, *got, want)
 		}
+		wantRev := head
+		if want.Now {
+			wantRev = ""
+		}
+		if _, o := FromGit(ctx, dir, now); o.Revision != wantRev || o.Source != source {
+			t.Errorf("%s: origin %+v, want revision %q source %q", what, o, wantRev, source)
+		}
 	}
 	nowEpoch := plan.Epoch{Unix: now.Unix(), Now: true}
 
@@ -57,8 +75,14 @@ func TestDefaultEpochFromGit(t *testing.T) {
 	commit("@1600000000 +0000")
 	check("clean checkout", plan.Epoch{Unix: 1600000000})
 
+	inputs := head
 	write("README.md", "about\n")
 	commit("@1650000000 +0000")
+	if out, err := exec.Command("git", "-C", dir, "remote", "add", "origin", "https://me:secret@example.com/o/r.git").CombinedOutput(); err != nil {
+		t.Fatalf("git remote add: %v\n%s", err, out)
+	}
+	source = "https://example.com/o/r.git"
+	head = inputs
 	check("a commit outside images.yml and layers/", plan.Epoch{Unix: 1600000000})
 	write("notes.txt", "uncommitted, not an input\n")
 	check("an untracked file outside the inputs", plan.Epoch{Unix: 1600000000})

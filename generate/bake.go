@@ -2,12 +2,14 @@ package generate
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/distribution/reference"
 	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/hashicorp/hcl/v2/hclwrite"
 	"github.com/zclconf/go-cty/cty"
 
@@ -34,14 +36,8 @@ func Bake(plans []*plan.Image) ([]byte, error) {
 	group.SetAttributeValue("targets", list(names))
 	if e := epochOf(plans); e != nil {
 		body.AppendNewline()
-		// An epoch of now is left to bake's run (empty: the build's time),
-		// so a second generate writes the same file.
-		def := ""
-		if !e.Now {
-			def = strconv.FormatInt(e.Unix, 10)
-		}
 		v := body.AppendNewBlock("variable", []string{plan.EpochEnv}).Body()
-		v.SetAttributeValue("default", cty.StringVal(def))
+		v.SetAttributeValue("default", cty.StringVal(strconv.FormatInt(e.Unix, 10)))
 	}
 
 	for _, img := range plans {
@@ -66,17 +62,20 @@ func Bake(plans []*plan.Image) ([]byte, error) {
 		}
 		t.SetAttributeValue("tags", strings2list(img.Tags))
 		t.SetAttributeValue("platforms", strings2list(img.Platforms))
-		if img.Epoch != nil {
-			setEpoch(t, img.Epoch)
-		}
+		describe(t, img)
+		setEpoch(t, img.Epoch)
 	}
 	return append([]byte(Header(BakePath)+"\n"), f.Bytes()...), nil
 }
 
-// epochOf is the plans' epoch (plan.Options gives every image the same).
+// epochOf is the plans' epoch (plan.Options gives every image the same),
+// nil for none or now. An epoch of now is left to bake's run (the build's
+// time), and the file says nothing of it: a second generate writes the
+// same file, and the targets keep bake's default output, which --load and
+// --push replace.
 func epochOf(plans []*plan.Image) *plan.Epoch {
 	for _, img := range plans {
-		if img.Epoch != nil {
+		if img.Epoch != nil && !img.Epoch.Now {
 			return img.Epoch
 		}
 	}
@@ -85,16 +84,23 @@ func epochOf(plans []*plan.Image) *plan.Epoch {
 
 // epochOutput is the output attributes that stamp the epoch, as ov build's
 // exports do: created and history times, and layer file mtimes clamped to
-// it. `--push` keeps them (bake sets push=true on this output); `--load`
-// and a `--set *.output=...` replace it and must add them to match.
+// it. `--push` keeps them (bake sets push=true on this output). `--load`
+// adds a docker output beside it (buildx's setLoadOverride): the image is
+// exported twice and the loaded one is not stamped; `--set
+// *.output=type=docker,rewrite-timestamp=true,source-date-epoch=N` loads it
+// stamped, once. A `--set *.output=...` replaces it and must add them to match.
 const epochOutput = "type=image,rewrite-timestamp=true,source-date-epoch=%s"
 
 // setEpoch stamps target t with the SOURCE_DATE_EPOCH variable, which the
 // environment variable of that name overrides at bake time (bake then also
 // passes it as a build argument, so the steps see it as ov build's do). An
-// explicit epoch is passed to the steps from the file too.
+// explicit epoch is passed to the steps from the file too. An epoch of now
+// (epochOf) sets nothing.
 func setEpoch(t *hclwrite.Body, e *plan.Epoch) {
-	v := hclwrite.TokensForTraversal(hcl.Traversal{hcl.TraverseRoot{Name: plan.EpochEnv}})
+	if e == nil || e.Now {
+		return
+	}
+	v := epochVar()
 	out := hclwrite.TokensForFunctionCall("format", hclwrite.TokensForValue(cty.StringVal(epochOutput)), v)
 	t.SetAttributeRaw("output", hclwrite.TokensForTuple([]hclwrite.Tokens{out}))
 	if e.Explicit {
@@ -102,6 +108,57 @@ func setEpoch(t *hclwrite.Body, e *plan.Epoch) {
 			Name: hclwrite.TokensForIdentifier(plan.EpochEnv), Value: v,
 		}}))
 	}
+}
+
+// describe sets target t's labels (into the image config, as ov build's
+// compiler puts them) and its annotations on every manifest (as ov
+// build's exporter attributes do).
+func describe(t *hclwrite.Body, img *plan.Image) {
+	if len(img.Labels) > 0 {
+		labels := map[string]cty.Value{}
+		for k, v := range img.Labels {
+			labels[k] = cty.StringVal(v)
+		}
+		t.SetAttributeValue("labels", cty.MapVal(labels))
+	}
+	var annotations []hclwrite.Tokens
+	for _, k := range slices.Sorted(maps.Keys(img.Annotations)) {
+		a := "manifest:" + k + "="
+		if k == plan.KeyCreated {
+			annotations = append(annotations, createdAnnotation(a))
+			continue
+		}
+		annotations = append(annotations, hclwrite.TokensForValue(cty.StringVal(a+img.Annotations[k])))
+	}
+	if len(annotations) > 0 {
+		// compact drops the created annotation of an empty epoch.
+		t.SetAttributeRaw("annotations", hclwrite.TokensForFunctionCall("compact", hclwrite.TokensForTuple(annotations)))
+	}
+}
+
+// createdAnnotation is prefix followed by the time of SOURCE_DATE_EPOCH
+// at bake time (the variable may override the generated default) as RFC
+// 3339 in UTC, or "" when the variable is empty (the build's time):
+//
+//	SOURCE_DATE_EPOCH == "" ? "" : format("<prefix>%s", timeadd("1970-01-01T00:00:00Z", format("%ss", SOURCE_DATE_EPOCH)))
+func createdAnnotation(prefix string) hclwrite.Tokens {
+	str := func(s string) hclwrite.Tokens { return hclwrite.TokensForValue(cty.StringVal(s)) }
+	op := func(t hclsyntax.TokenType, s string) *hclwrite.Token {
+		return &hclwrite.Token{Type: t, Bytes: []byte(s)}
+	}
+	at := hclwrite.TokensForFunctionCall("format", str("%ss"), epochVar())
+	created := hclwrite.TokensForFunctionCall("timeadd", str("1970-01-01T00:00:00Z"), at)
+	out := append(epochVar(), op(hclsyntax.TokenEqualOp, "=="))
+	out = append(out, str("")...)
+	out = append(out, op(hclsyntax.TokenQuestion, "?"))
+	out = append(out, str("")...)
+	out = append(out, op(hclsyntax.TokenColon, ":"))
+	return append(out, hclwrite.TokensForFunctionCall("format", str(strings.ReplaceAll(prefix, "%", "%%")+"%s"), created)...)
+}
+
+// epochVar is a reference to the SOURCE_DATE_EPOCH variable.
+func epochVar() hclwrite.Tokens {
+	return hclwrite.TokensForTraversal(hcl.Traversal{hcl.TraverseRoot{Name: plan.EpochEnv}})
 }
 
 // ContextName is the bake context key a Containerfile's `FROM ref` looks

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -255,19 +256,7 @@ func TestBakeFileEpoch(t *testing.T) {
 		t.Helper()
 		o := testOptions()
 		o.Epoch = e
-		plans, err := plan.Build(p, nil, o)
-		if err != nil {
-			t.Fatal(err)
-		}
-		files, err := generate.Files(plans)
-		if err != nil {
-			t.Fatal(err)
-		}
-		targets, _, err := bake.ReadTargets(context.Background(), []bake.File{{Name: "docker-bake.hcl", Data: files[generate.BakePath]}},
-			[]string{"default"}, nil, nil, nil, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		targets, files, _ := bakeTargets(t, p, o)
 		return targets, files
 	}
 	output := func(tg *bake.Target) string {
@@ -278,10 +267,21 @@ func TestBakeFileEpoch(t *testing.T) {
 		return strings.Join(out, " ")
 	}
 	const stamp = "type=image,rewrite-timestamp=true,source-date-epoch="
+	created := func(tg *bake.Target) string {
+		for _, a := range tg.Annotations {
+			if v, ok := strings.CutPrefix(a, "manifest:"+plan.KeyCreated+"="); ok {
+				return v
+			}
+		}
+		return ""
+	}
 
 	targets, files := read(&plan.Epoch{Unix: 17})
 	if got := output(targets["app"]); got != stamp+"17" {
 		t.Errorf("default epoch: output %q", got)
+	}
+	if got := created(targets["app"]); got != "1970-01-01T00:00:17Z" {
+		t.Errorf("default epoch: created annotation %q", got)
 	}
 	if _, ok := targets["app"].Args[plan.EpochEnv]; ok {
 		t.Errorf("default epoch: passed to the steps: %v", targets["app"].Args)
@@ -304,18 +304,87 @@ func TestBakeFileEpoch(t *testing.T) {
 
 	t.Setenv(plan.EpochEnv, "19")
 	targets, _ = read(&plan.Epoch{Unix: 17})
-	if got := output(targets["app"]); got != stamp+"19" {
-		t.Errorf("SOURCE_DATE_EPOCH=19 in bake's environment: output %q", got)
+	if got, c := output(targets["app"]), created(targets["app"]); got != stamp+"19" || c != "1970-01-01T00:00:19Z" {
+		t.Errorf("SOURCE_DATE_EPOCH=19 in bake's environment: output %q, created annotation %q", got, c)
 	}
 
 	t.Setenv(plan.EpochEnv, "")
-	now, _ := read(&plan.Epoch{Unix: 20, Now: true})
-	if got := output(now["app"]); got != stamp {
-		t.Errorf("epoch now: output %q, want the build's time (empty)", got)
+	targets, _ = read(&plan.Epoch{Unix: 17})
+	if got, c := output(targets["app"]), created(targets["app"]); got != stamp || c != "" {
+		t.Errorf("SOURCE_DATE_EPOCH empty in bake's environment (the build's time): output %q, created annotation %q", got, c)
+	}
+	now, nowFiles := read(&plan.Epoch{Unix: 20, Now: true})
+	none, noneFiles := read(nil)
+	for what, tg := range map[string]*bake.Target{"epoch now": now["app"], "no epoch": none["app"]} {
+		if len(tg.Outputs) != 0 || len(tg.Args) != 0 || created(tg) != "" {
+			t.Errorf("%s: outputs %v args %v (bake's own output wanted: a type=image one is exported besides --load's)", what, tg.Outputs, tg.Args)
+		}
+	}
+	if !bytes.Equal(nowFiles[generate.BakePath], noneFiles[generate.BakePath]) {
+		t.Errorf("an epoch of now is in the bake file:\n%s", nowFiles[generate.BakePath])
 	}
 
-	none, _ := read(nil)
-	if len(none["app"].Outputs) != 0 || len(none["app"].Args) != 0 {
-		t.Errorf("no epoch: outputs %v args %v", none["app"].Outputs, none["app"].Args)
+}
+
+// The labels and annotations reach bake as ov build gives them, and no
+// value (here a repository URL that tries to close the string, open a
+// block or interpolate) adds anything to the bake file: it is one string.
+func TestBakeFileDescribes(t *testing.T) {
+	dir := copyProject(t, "family")
+	p, err := spec.Load(dir)
+	if err != nil {
+		t.Fatal(err)
 	}
+	o := testOptions()
+	hostile := "https://x/\"]\n}\ntarget \"evil\" {\n  dockerfile = \"${BAKE_CMD_CONTEXT}%{ if true }x%{ endif }\"\n"
+	o.Origin = plan.Origin{Source: hostile, Revision: "0123abc"}
+	o.Epoch = &plan.Epoch{Unix: 1700000000}
+	targets, _, plans := bakeTargets(t, p, o)
+	if len(targets) != len(plans) {
+		t.Errorf("%d targets for %d images", len(targets), len(plans))
+	}
+	for _, img := range plans {
+		tg := targets[img.Name]
+		if tg == nil {
+			t.Fatalf("no target %s", img.Name)
+		}
+		for k, v := range img.Labels {
+			if tg.Labels[k] == nil || *tg.Labels[k] != v {
+				t.Errorf("%s: label %s = %v, want %q", img.Name, k, tg.Labels[k], v)
+			}
+		}
+		if len(tg.Labels) != len(img.Labels) {
+			t.Errorf("%s: labels %v, want %v", img.Name, tg.Labels, img.Labels)
+		}
+		var want []string
+		for _, k := range slices.Sorted(maps.Keys(img.Annotations)) {
+			want = append(want, "manifest:"+k+"="+img.Annotations[k])
+		}
+		if !slices.Equal(tg.Annotations, want) {
+			t.Errorf("%s: annotations\n%q, want\n%q", img.Name, tg.Annotations, want)
+		}
+		if img.Annotations[plan.KeySource] != hostile || img.Annotations[plan.KeyCreated] != "2023-11-14T22:13:20Z" {
+			t.Errorf("%s: annotations %q", img.Name, img.Annotations)
+		}
+	}
+}
+
+// bakeTargets generates p's files with o and reads the bake file's targets
+// as buildx bake does.
+func bakeTargets(t *testing.T, p *spec.Project, o plan.Options) (map[string]*bake.Target, map[string][]byte, []*plan.Image) {
+	t.Helper()
+	plans, err := plan.Build(p, nil, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := generate.Files(plans)
+	if err != nil {
+		t.Fatal(err)
+	}
+	targets, _, err := bake.ReadTargets(context.Background(), []bake.File{{Name: "docker-bake.hcl", Data: files[generate.BakePath]}},
+		[]string{"default"}, nil, nil, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return targets, files, plans
 }

@@ -306,7 +306,7 @@ func (b *builder) build(ctx context.Context, c *client.Client, img *plan.Image) 
 
 	logs := newLogTail()
 	so := client.SolveOpt{
-		Exports:     EpochAttrs(exp.Entries(), img.Epoch),
+		Exports:     ExportAttrs(exp.Entries(), img),
 		LocalMounts: b.mounts,
 		Session:     b.session,
 		SharedKey:   "ov",
@@ -344,25 +344,28 @@ func (b *builder) build(ctx context.Context, c *client.Client, img *plan.Image) 
 	return Result{Image: img.Name, Platforms: ps, ExporterResponse: resp.ExporterResponse, Decided: b.decidedOf(img)}, nil
 }
 
-// EpochAttrs returns entries with e stamped by BuildKit's image exporters:
-// the config's created time and the history times set to it (those of the
-// base kept), and every file of the image's own layers no newer than it
-// (rewrite-timestamp), so that the layers do not carry the build's time.
-// The exporter does this after the solve: the epoch enters no cache key.
-// An epoch of now changes nothing BuildKit would not do by itself (but
-// rewrite every layer): entries are returned as they are.
-func EpochAttrs(entries []client.ExportEntry, e *plan.Epoch) []client.ExportEntry {
-	if e == nil || e.Now {
-		return entries
-	}
+// ExportAttrs returns entries with what BuildKit's image exporters add
+// to img after the solve (so none of it enters a cache key): its
+// annotations on every manifest, and its epoch: the config's created time
+// and the history times set to it (those of the base kept), and every
+// file of the image's own layers no newer than it (rewrite-timestamp), so
+// that the layers do not carry the build's time. An epoch of now changes
+// nothing BuildKit would not do by itself (but rewrite every layer): it
+// adds nothing.
+func ExportAttrs(entries []client.ExportEntry, img *plan.Image) []client.ExportEntry {
 	out := make([]client.ExportEntry, len(entries))
 	for i, x := range entries {
 		x.Attrs = maps.Clone(x.Attrs)
 		if x.Attrs == nil {
 			x.Attrs = map[string]string{}
 		}
-		x.Attrs[string(exptypes.OptKeyRewriteTimestamp)] = "true"
-		x.Attrs[string(commonexptypes.OptKeySourceDateEpoch)] = strconv.FormatInt(e.Unix, 10)
+		for k, v := range img.Annotations {
+			x.Attrs[exptypes.AnnotationManifestKey(nil, k)] = v
+		}
+		if e := img.Epoch; e != nil && !e.Now {
+			x.Attrs[string(exptypes.OptKeyRewriteTimestamp)] = "true"
+			x.Attrs[string(commonexptypes.OptKeySourceDateEpoch)] = strconv.FormatInt(e.Unix, 10)
+		}
 		out[i] = x
 	}
 	return out

@@ -186,6 +186,7 @@ func (c *compiler) compile(ctx context.Context) (*Image, error) {
 	if parts.check != nil {
 		checks = append(checks, *parts.check)
 	}
+	c.main.labels(img.Labels)
 	c.main.finalizePlatform()
 	st := c.main.st.SetMarshalDefaults(bk.Platform(c.platform))
 	return &Image{Name: img.Name, Platform: c.platform, State: st, Config: c.main.cfg, BaseConfig: c.main.base, Checks: checks}, nil
@@ -564,6 +565,18 @@ func (s *stage) env(k, v string) {
 		s.cfg.Config.Env = append(s.cfg.Config.Env, k+"="+v)
 	}
 	s.history("ENV "+k+"="+v, false)
+}
+
+// labels adds ls to the config's labels (the base's kept), as the
+// Dockerfile frontend adds bake's.
+func (s *stage) labels(ls map[string]string) {
+	if len(ls) == 0 {
+		return
+	}
+	if s.cfg.Config.Labels == nil {
+		s.cfg.Config.Labels = map[string]string{}
+	}
+	maps.Copy(s.cfg.Config.Labels, ls)
 }
 
 func (s *stage) expose(port int) {

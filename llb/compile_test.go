@@ -710,9 +710,9 @@ func TestCompileEpoch(t *testing.T) {
 	}
 
 	entries := []client.ExportEntry{{Type: client.ExporterOCI, Attrs: map[string]string{"name": "x"}}, {Type: client.ExporterDocker}}
-	got := EpochAttrs(entries, &plan.Epoch{Unix: 42})
+	got := ExportAttrs(entries, &plan.Image{Epoch: &plan.Epoch{Unix: 42}, Annotations: map[string]string{plan.KeyTitle: "t"}})
 	for _, x := range got {
-		if x.Attrs["rewrite-timestamp"] != "true" || x.Attrs["source-date-epoch"] != "42" {
+		if x.Attrs["rewrite-timestamp"] != "true" || x.Attrs["source-date-epoch"] != "42" || x.Attrs["annotation-manifest."+plan.KeyTitle] != "t" {
 			t.Errorf("%s export attrs %v", x.Type, x.Attrs)
 		}
 	}
@@ -720,7 +720,7 @@ func TestCompileEpoch(t *testing.T) {
 		t.Errorf("attrs: %v, the caller's changed to %v", got[0].Attrs, entries[0].Attrs)
 	}
 	for _, e := range []*plan.Epoch{nil, {Unix: 42, Now: true}} {
-		if n := EpochAttrs(entries, e); n[0].Attrs["rewrite-timestamp"] != "" {
+		if n := ExportAttrs(entries, &plan.Image{Epoch: e}); n[0].Attrs["rewrite-timestamp"] != "" {
 			t.Errorf("epoch %+v: attrs %v", e, n[0].Attrs)
 		}
 	}

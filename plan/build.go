@@ -51,6 +51,8 @@ type Options struct {
 	PixiImage string
 	// Epoch is the SOURCE_DATE_EPOCH of every image; nil for none.
 	Epoch *Epoch
+	// Origin is the repository and commit the images' annotations name.
+	Origin Origin
 	// Users resolves users of external bases; nil uses the configured user
 	// with home /home/<user> (/root for uid 0) without asking any registry.
 	Users UserLookup
@@ -184,6 +186,7 @@ func (b *builder) image(img *spec.Image) (*Image, error) {
 		}
 		pl.External = img.Base
 	}
+	pl.describe(b.opts.Origin)
 
 	own := b.p.LayersOf(img)
 	for i, l := range own {

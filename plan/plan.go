@@ -23,6 +23,10 @@ type Image struct {
 	// Epoch is SOURCE_DATE_EPOCH, nil for none: the image's created and
 	// history times and the clamp for its files' mtimes.
 	Epoch *Epoch
+	// Labels go into the image config, Annotations onto its manifests:
+	// the OCI keys and ov's (Key*), from both back ends alike.
+	Labels      map[string]string
+	Annotations map[string]string
 
 	Contexts []Context   // scratch stages: one per layer whose files steps use
 	Pixi     []PixiStage // pixi build stages, in layer order

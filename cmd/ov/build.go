@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -243,6 +244,12 @@ func (c *BuildCmd) outputsKeys(family []*plan.Image, targets []string, outs []ou
 			fmt.Fprintf(&b, "%s; ", o.desc(img.Name))
 		}
 		fmt.Fprintf(&b, "merge=%d%s", c.maxBytes(img), all)
+		// The annotations (a superset of the labels) are set at export and
+		// rerun no step: the record of the steps does not see them, this
+		// does. A new CalVer tag, another commit or parent is another image.
+		for _, k := range slices.Sorted(maps.Keys(img.Annotations)) {
+			fmt.Fprintf(&b, " %s=%q", k, img.Annotations[k])
+		}
 		keys[img.Name] = b.String()
 	}
 	return keys

@@ -138,7 +138,8 @@ func TestGenerateUnreachableBase(t *testing.T) {
 
 // --source-date-epoch and SOURCE_DATE_EPOCH give the bake file an explicit
 // epoch (the steps see it); a bad one is exit 1; without either, a
-// project that is no git checkout gets now, left to bake's run.
+// project that is no git checkout gets now, left to bake's run: the file
+// says nothing of it.
 func TestGenerateSourceDateEpoch(t *testing.T) {
 	t.Setenv("OV_OFFLINE", "1")
 	t.Setenv("SOURCE_DATE_EPOCH", "")
@@ -169,7 +170,7 @@ func TestGenerateSourceDateEpoch(t *testing.T) {
 	if code, out := ovIn(dir, time.Now(), "generate"); code != 0 {
 		t.Fatalf("exit %d: %s", code, out)
 	}
-	if h := hcl(); !strings.Contains(h, `default = ""`) || strings.Contains(h, "SOURCE_DATE_EPOCH = SOURCE_DATE_EPOCH") {
+	if h := hcl(); strings.Contains(h, "SOURCE_DATE_EPOCH") || strings.Contains(h, "output") {
 		t.Errorf("no epoch, no git checkout:\n%s", h)
 	}
 }

@@ -45,12 +45,14 @@ func (f PlanFlags) options(g *Globals) (plan.Options, error) {
 	}, nil
 }
 
-// withEpoch gives opt the default epoch of project p when no flag or
-// environment variable gave one.
+// withEpoch gives opt project p's origin (repository and commit), and
+// its default epoch when no flag or environment variable gave one.
 func withEpoch(ctx context.Context, g *Globals, p *spec.Project, opt plan.Options) plan.Options {
+	e, o := build.FromGit(ctx, p.Dir, g.Now)
 	if opt.Epoch == nil {
-		opt.Epoch = build.DefaultEpoch(ctx, p.Dir, g.Now)
+		opt.Epoch = e
 	}
+	opt.Origin = o
 	return opt
 }
 

@@ -42,16 +42,26 @@ images:
 		"layers/other/root.yml":  "version: '3'\ntasks:\n  install:\n    cmds:\n      - mkdir -p /opt/other && echo other > /opt/other/file\n",
 		"layers/hello/layer.yml": "deb:\n  packages: [hello]\n",
 	})
+	gitCommit(t, dir, commit)
+	return dir
+}
+
+// gitCommit makes dir a git checkout with everything in it committed at
+// commit (Unix seconds), and returns the commit's hash.
+func gitCommit(t *testing.T, dir string, commit int64) string {
+	t.Helper()
 	when := "@" + strconv.FormatInt(commit, 10) + " +0000"
-	for _, args := range [][]string{{"init", "-q"}, {"add", "-A"}, {"commit", "-q", "-m", "repro"}} {
+	var out []byte
+	for _, args := range [][]string{{"init", "-q"}, {"add", "-A"}, {"commit", "-q", "-m", "repro"}, {"rev-parse", "HEAD"}} {
 		cmd := exec.Command("git", append([]string{"-C", dir}, args...)...)
 		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@t", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@t",
 			"GIT_AUTHOR_DATE="+when, "GIT_COMMITTER_DATE="+when, "GIT_CONFIG_GLOBAL=/dev/null")
-		if out, err := cmd.CombinedOutput(); err != nil {
+		var err error
+		if out, err = cmd.CombinedOutput(); err != nil {
 			t.Fatalf("git %v: %v\n%s", args, err, out)
 		}
 	}
-	return dir
+	return strings.TrimSpace(string(out))
 }
 
 // manifests maps "image platform" to the digest of its manifest in the
