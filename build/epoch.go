@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/overthink/ov/explain"
+	"github.com/overthink/ov/internal/builddir"
 	"github.com/overthink/ov/plan"
 )
 
@@ -23,9 +25,11 @@ func gitArgs(dir string, args ...string) []string {
 	return append(append(argv, "--"), epochInputs...)
 }
 
-// statusArgv lists uncommitted changes (untracked files too) to the inputs.
+// statusArgs lists uncommitted changes (untracked files too) to the
+// inputs, after a header naming the commit checked out (not counting the
+// commits since the upstream's: that walks the history too).
 func statusArgs(dir string) []string {
-	return gitArgs(dir, "status", "--porcelain", "--untracked-files=all")
+	return gitArgs(dir, "status", "--porcelain=v2", "--branch", "--no-ahead-behind", "--untracked-files=all")
 }
 
 // lastCommitArgs prints the commit time (Unix seconds) and hash of the
@@ -33,6 +37,18 @@ func statusArgs(dir string) []string {
 func lastCommitArgs(dir string) []string {
 	return gitArgs(dir, "log", "-1", "--format=%ct %H")
 }
+
+// shallowArgs prints whether the repository's history is cut short.
+func shallowArgs(dir string) []string {
+	return []string{"-C", dir, "rev-parse", "--is-shallow-repository"}
+}
+
+// lastCommitCache keeps lastCommit's answer for the commit checked out,
+// so a run on the same commit asks git only for the status: git log walks
+// the history back to the last commit of the inputs (with 5000 layer
+// files and 2000 commits since, git took 74 ms of CPU per run, 36 with
+// the cache). "<commit checked out> <time> <hash>\n".
+const lastCommitCache = explain.Dir + "/epoch.cache"
 
 // DefaultEpoch is the SOURCE_DATE_EPOCH of a project at dir with no
 // explicit one: the time of the last commit that changed images.yml or
@@ -62,16 +78,64 @@ func FromGit(ctx context.Context, dir string, now time.Time) (*plan.Epoch, plan.
 // missing), the inputs have uncommitted changes or were never committed.
 func lastCommit(ctx context.Context, dir string) (int64, string, bool) {
 	status, err := git(ctx, statusArgs(dir))
-	if err != nil || len(status) > 0 {
+	if err != nil {
 		return 0, "", false
+	}
+	head, clean := parseStatus(status)
+	if !clean || head == "" {
+		return 0, "", false
+	}
+	if t, rev, ok := cachedCommit(dir, head); ok {
+		return t, rev, true
 	}
 	out, err := git(ctx, lastCommitArgs(dir))
 	if err != nil {
 		return 0, "", false
 	}
-	ct, rev, _ := strings.Cut(string(bytes.TrimSpace(out)), " ")
+	t, rev, ok := parseCommit(string(bytes.TrimSpace(out)))
+	if !ok {
+		return 0, "", false
+	}
+	// A shallow clone's history ends early: its answer may change when
+	// the history is fetched, at the same commit.
+	if sh, err := git(ctx, shallowArgs(dir)); err == nil && string(bytes.TrimSpace(sh)) == "false" {
+		builddir.WriteFile(dir, lastCommitCache, fmt.Appendf(nil, "%s %d %s\n", head, t, rev)) // only saves time
+	}
+	return t, rev, true
+}
+
+// parseCommit reads "<time> <hash>".
+func parseCommit(s string) (int64, string, bool) {
+	ct, rev, _ := strings.Cut(s, " ")
 	t, err := strconv.ParseInt(ct, 10, 64)
 	return t, rev, err == nil && rev != ""
+}
+
+// cachedCommit is what lastCommitCache holds for commit head.
+func cachedCommit(dir, head string) (int64, string, bool) {
+	b, err := builddir.ReadFile(dir, lastCommitCache)
+	if err != nil {
+		return 0, "", false
+	}
+	c, rest, ok := strings.Cut(strings.TrimSpace(string(b)), " ")
+	if !ok || c != head {
+		return 0, "", false
+	}
+	return parseCommit(rest)
+}
+
+// parseStatus reads `git status --porcelain=v2 --branch`: the commit
+// checked out ("" before the first) and whether nothing changed.
+func parseStatus(out []byte) (head string, clean bool) {
+	clean = true
+	for _, line := range strings.Split(string(out), "\n") {
+		if oid, ok := strings.CutPrefix(line, "# branch.oid "); ok && oid != "(initial)" {
+			head = oid
+		} else if line != "" && !strings.HasPrefix(line, "# ") {
+			clean = false
+		}
+	}
+	return head, clean
 }
 
 // remoteURL is the URL of dir's remote "origin" without the user and

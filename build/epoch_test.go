@@ -16,7 +16,8 @@ import (
 // images.yml and layers/, now when they have uncommitted changes (an
 // untracked layer file too) or the project is no checkout. FromGit names
 // that commit (none when the epoch is now) and the remote without its
-// credentials.
+// credentials. The answer is cached per commit checked out, except in a
+// shallow clone.
 func TestDefaultEpochFromGit(t *testing.T) {
 	ctx := context.Background()
 	now := time.Unix(2_000_000_000, 0)
@@ -65,6 +66,7 @@ func TestDefaultEpochFromGit(t *testing.T) {
 	}
 	nowEpoch := plan.Epoch{Unix: now.Unix(), Now: true}
 
+	write(".gitignore", ".build/\n")
 	write("images.yml", "images: {}\n")
 	write("layers/a/layer.yml", "name: a\n")
 	check("no git checkout", nowEpoch)
@@ -93,6 +95,34 @@ func TestDefaultEpochFromGit(t *testing.T) {
 	check("the layer committed", plan.Epoch{Unix: 1700000000})
 	write("images.yml", "images: {x: {}}\n")
 	check("images.yml changed", nowEpoch)
+
+	// The answer is cached per commit checked out: a time planted in the
+	// cache proves a run on the same commit does not ask git log; a change
+	// or another commit is still seen.
+	commit("@1750000000 +0000")
+	check("committed", plan.Epoch{Unix: 1750000000})
+	cache := head + " 1750000000 " + head + "\n"
+	if b, err := os.ReadFile(filepath.Join(dir, lastCommitCache)); err != nil || string(b) != cache {
+		t.Errorf("cache %q (%v), want %q", b, err, cache)
+	}
+	write(lastCommitCache, head+" 42 "+head+"\n")
+	check("cached", plan.Epoch{Unix: 42})
+	write("layers/a/layer.yml", "name: a2\n")
+	check("a layer changed, the cache kept", nowEpoch)
+	commit("@1800000000 +0000")
+	check("the next commit", plan.Epoch{Unix: 1800000000})
+
+	// A shallow clone's history may yet grow: its answer is not cached.
+	shallow := filepath.Join(t.TempDir(), "shallow")
+	if out, err := exec.Command("git", "clone", "-q", "--depth", "1", "file://"+dir, shallow).CombinedOutput(); err != nil {
+		t.Fatalf("git clone: %v\n%s", err, out)
+	}
+	if got := DefaultEpoch(ctx, shallow, now); *got != (plan.Epoch{Unix: 1800000000}) {
+		t.Errorf("shallow clone: epoch %+v", *got)
+	}
+	if _, err := os.Stat(filepath.Join(shallow, lastCommitCache)); !os.IsNotExist(err) {
+		t.Errorf("a shallow clone's answer is cached: %v", err)
+	}
 }
 
 func TestParseEpoch(t *testing.T) {
