@@ -255,10 +255,7 @@ func checkRun(t *testing.T, c *client.Client, req Request, exp export.Exporter, 
 func TestRunLoad(t *testing.T) {
 	env := testenv.Get(t)
 	ctx := context.Background()
-	host, err := env.StartDocker(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	eng, rmi := startDocker(t, env)
 	c := env.Client(t)
 	t.Setenv("OV_REGISTRY_MIRRORS", "docker.io="+env.Registry)
 	p := project(t)
@@ -267,19 +264,12 @@ func TestRunLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eng := engine.Engine{Flags: []string{"-H", host}}
 	load := export.Load(eng)
 	req := Request{Project: p, Family: family, Targets: targets, Builder: env.BuildkitAddr,
 		Platforms: []ocispecs.Platform{{OS: "linux", Architecture: "amd64"}}, Dests: []export.Dest{load}, Outputs: outputsOf(targets, "docker load")}
 	check := func(what string, wantUpToDate, wantBuilt []string) {
 		t.Helper()
 		checkRun(t, c, req, load, what, wantUpToDate, wantBuilt)
-	}
-	rmi := func(refs ...string) {
-		t.Helper()
-		if out, err := exec.Command("docker", append([]string{"-H", host, "rmi"}, refs...)...).CombinedOutput(); err != nil {
-			t.Fatalf("docker rmi %q: %v\n%s", refs, err, out)
-		}
 	}
 
 	check("first build", nil, targets)
@@ -300,6 +290,23 @@ func TestRunLoad(t *testing.T) {
 
 	rmi(family[1].Tags...)
 	check("bb-child removed", []string{"bb"}, []string{"bb-child"})
+}
+
+// startDocker starts env's dockerd: the engine that uses it, and rmi
+// removing refs from it.
+func startDocker(t *testing.T, env *testenv.Env) (eng engine.Engine, rmi func(refs ...string)) {
+	t.Helper()
+	host, err := env.StartDocker(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rmi = func(refs ...string) {
+		t.Helper()
+		if out, err := exec.Command("docker", append([]string{"-H", host, "rmi"}, refs...)...).CombinedOutput(); err != nil {
+			t.Fatalf("docker rmi %q: %v\n%s", refs, err, out)
+		}
+	}
+	return engine.Engine{Flags: []string{"-H", host}}, rmi
 }
 
 // TestRunPush: with --push, a build with nothing changed checks each tag
@@ -397,10 +404,7 @@ images:
 func TestRunPushLoad(t *testing.T) {
 	env := testenv.Get(t)
 	ctx := context.Background()
-	host, err := env.StartDocker(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	eng, rmi := startDocker(t, env)
 	c := env.Client(t)
 	t.Setenv("OV_REGISTRY_MIRRORS", "docker.io="+env.Registry)
 	p := projectOf(t, `defaults:
@@ -417,7 +421,6 @@ images:
 	if err != nil {
 		t.Fatal(err)
 	}
-	eng := engine.Engine{Flags: []string{"-H", host}}
 	push, load := export.Push(), export.Load(eng)
 	req := Request{Project: p, Family: family, Targets: targets, Builder: env.BuildkitAddr,
 		Platforms: []ocispecs.Platform{{OS: "linux", Architecture: "amd64"}},
@@ -438,12 +441,6 @@ images:
 			if id, err := eng.ImageID(ctx, tag); err != nil || (id != rec.ExportedConfig && id != rec.Exported) {
 				t.Errorf("%s: docker has %s as %q (%v), the record %s / %s", what, tag, id, err, rec.Exported, rec.ExportedConfig)
 			}
-		}
-	}
-	rmi := func(refs ...string) {
-		t.Helper()
-		if out, err := exec.Command("docker", append([]string{"-H", host, "rmi"}, refs...)...).CombinedOutput(); err != nil {
-			t.Fatalf("docker rmi %q: %v\n%s", refs, err, out)
 		}
 	}
 
