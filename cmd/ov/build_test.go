@@ -199,23 +199,7 @@ func TestBuildOutputPaths(t *testing.T) {
 func TestBuildUpToDatePerImage(t *testing.T) {
 	envFlags := buildEnv(t)
 	c := testenv.Get(t).Client(t)
-	dir := t.TempDir()
-	testenv.WriteFiles(t, dir, map[string]string{
-		"images.yml": `defaults:
-  registry: ov.test
-  platforms: [linux/amd64]
-  pkg: rpm
-images:
-  bb:
-    base: "busybox:latest"
-    layers: [a]
-  bb-child:
-    base: bb
-    layers: [b]
-`,
-		"layers/a/root.yml": "version: '3'\ntasks:\n  install:\n    cmds:\n      - echo a > /a.txt\n",
-		"layers/b/root.yml": "version: '3'\ntasks:\n  install:\n    cmds:\n      - echo b > /b.txt\n",
-	})
+	dir := explainProject(t)
 	// build runs ov build on images and returns the images it built and
 	// those up to date, checking the solves against what was built.
 	build := func(images ...string) (built, upToDate []string) {
@@ -242,17 +226,17 @@ images:
 	for _, step := range []struct {
 		images          []string
 		built, upToDate []string
-		editBefore      string
+		edit            bool // bb-child's layer
 	}{
 		{images: []string{"bb-child"}, built: []string{"bb-child"}},
 		{built: []string{"bb"}, upToDate: []string{"bb-child"}},
 		{images: []string{"bb-child"}, upToDate: []string{"bb-child"}},
 		{images: []string{"bb"}, upToDate: []string{"bb"}},
-		{editBefore: "echo B > /b.txt", images: []string{"bb-child"}, built: []string{"bb-child"}},
+		{edit: true, images: []string{"bb-child"}, built: []string{"bb-child"}},
 		{upToDate: []string{"bb", "bb-child"}},
 	} {
-		if step.editBefore != "" {
-			testenv.WriteFiles(t, dir, map[string]string{"layers/b/root.yml": "version: '3'\ntasks:\n  install:\n    cmds:\n      - " + step.editBefore + "\n"})
+		if step.edit {
+			testenv.WriteFiles(t, dir, map[string]string{"layers/third/third.txt": "edited\n"})
 		}
 		built, upToDate := build(step.images...)
 		if !slices.Equal(built, step.built) || !slices.Equal(upToDate, step.upToDate) {
