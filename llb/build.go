@@ -67,6 +67,11 @@ type BuildOptions struct {
 	// Warn, when set, receives notices that are not errors (a detached
 	// layer that had to build attached).
 	Warn func(string)
+	// Provenance is the SLSA provenance attestation BuildKit's solver adds
+	// to every export ("min" or "max"; "" none): the image becomes an
+	// index with an attestation manifest (platform unknown/unknown) per
+	// platform. An image engine's load cannot hold it.
+	Provenance string
 	// Decided seeds the detached-layer decisions, per image: what an
 	// earlier build's checks decided (Result.Decided). A build of the same
 	// layers then neither fails a step nor solves again to reach them; its
@@ -311,7 +316,7 @@ func (b *builder) build(ctx context.Context, c *client.Client, img *plan.Image) 
 		Session:     b.session,
 		SharedKey:   "ov",
 		// Non-nil: the client copies cache imports into it (and panics on nil).
-		FrontendAttrs: map[string]string{},
+		FrontendAttrs: attestAttrs(b.opt.Provenance),
 		CacheImports:  CacheFor(b.opt.CacheImports, img.Name),
 		CacheExports:  CacheFor(b.opt.CacheExports, img.Name),
 	}
@@ -369,6 +374,18 @@ func ExportAttrs(entries []client.ExportEntry, img *plan.Image) []client.ExportE
 		out[i] = x
 	}
 	return out
+}
+
+// attestAttrs are the solve's attributes asking BuildKit's solver for a
+// provenance attestation of mode (none for ""), as buildx asks for one
+// with `--provenance`: the solver makes it for any build, a frontend's or
+// a client's own.
+func attestAttrs(mode string) map[string]string {
+	attrs := map[string]string{}
+	if mode != "" {
+		attrs["attest:provenance"] = "mode=" + mode
+	}
+	return attrs
 }
 
 // forward returns a status channel for one c.Build (which closes it): its

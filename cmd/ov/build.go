@@ -35,19 +35,20 @@ type BuildCmd struct {
 	MergeFlags   `embed:""`
 	PlanFlags    `embed:""`
 
-	Images    []string `arg:"" predictor:"image" optional:"" name:"image" help:"Images to build (default: every enabled image)."`
-	Platform  []string `name:"platform" sep:"," placeholder:"OS/ARCH,..." help:"Build only these of each image's platforms."`
-	Push      bool     `help:"Push every tag of each image to its registry (credentials from the docker config)."`
-	Load      bool     `help:"Load each image into the container engine (the host platform unless --platform picks one)."`
-	Output    string   `short:"o" placeholder:"oci:DIR|oci-archive:FILE" help:"Write OCI image layouts to DIR/<image>, or one image as an OCI archive. Default, when neither --push nor --load is given: oci:.build/oci."`
-	Progress  string   `enum:"auto,tty,plain,rawjson,quiet" default:"auto" help:"Progress display: auto, tty, plain, rawjson or quiet."`
-	DryRun    bool     `name:"dry-run" help:"Print what would be built (images, platforms, tags, outputs) and stop; connects to nothing."`
-	CacheTo   []string `name:"cache-to" sep:"none" placeholder:"type=registry,ref=REF|type=local,dest=DIR" help:"Export build cache (per image: REF's tag gets -<image>, DIR gets /<image>). Repeatable."`
-	CacheFrom []string `name:"cache-from" sep:"none" placeholder:"type=registry,ref=REF|type=local,src=DIR" help:"Import build cache written by --cache-to. Repeatable."`
-	NoDetach  bool     `name:"no-detach" help:"Build each image as one chain of steps, as its Containerfile does: an edit in a layer then reruns every layer after it. By default a layer's own-file steps (root.yml, package.json, Cargo.toml, user.yml) run on just what they need and are merged back, so an edit reruns only that layer and the layers depending on it."`
-	Explain   bool     `help:"Before building, print per image and layer whether the builder reuses it or rebuilds it, and why (compared with the last build recorded in .build/state/). Reuse means the build cache still has it; buildkitd may have pruned it since."`
-	Force     bool     `help:"Build every image, also those up to date, and decide afresh which layers build detached (as a first build does, forgetting what the last build's checks decided and recorded in .build/state/). By default an image whose inputs (layer files, steps, parent, base digest, builder) and outputs are those of its last build, and whose destinations still hold that build's image (one HEAD per tag for --push, the image ID of each tag for --load, the layout's index for an OCI layout), is not built again; an oci-archive output is always built."`
-	Verify    bool     `help:"Build each image both detached (the default) and as one chain (as its Containerfile does), on the same builder, and compare them: for every path that differs, print the layers that wrote it and the depends line that would fix it; exit 1 on a difference. Writes no image. Run it after adding or changing layers, and in CI."`
+	Images     []string `arg:"" predictor:"image" optional:"" name:"image" help:"Images to build (default: every enabled image)."`
+	Platform   []string `name:"platform" sep:"," placeholder:"OS/ARCH,..." help:"Build only these of each image's platforms."`
+	Push       bool     `help:"Push every tag of each image to its registry (credentials from the docker config)."`
+	Load       bool     `help:"Load each image into the container engine (the host platform unless --platform picks one)."`
+	Provenance string   `default:"min" enum:"min,max,false" help:"SLSA provenance attestation of pushed images and OCI outputs (min, max or false), as buildx's default: each image becomes an index with an attestation manifest per platform. None with --load: an engine's image store cannot hold it."`
+	Output     string   `short:"o" placeholder:"oci:DIR|oci-archive:FILE" help:"Write OCI image layouts to DIR/<image>, or one image as an OCI archive. Default, when neither --push nor --load is given: oci:.build/oci."`
+	Progress   string   `enum:"auto,tty,plain,rawjson,quiet" default:"auto" help:"Progress display: auto, tty, plain, rawjson or quiet."`
+	DryRun     bool     `name:"dry-run" help:"Print what would be built (images, platforms, tags, outputs) and stop; connects to nothing."`
+	CacheTo    []string `name:"cache-to" sep:"none" placeholder:"type=registry,ref=REF|type=local,dest=DIR" help:"Export build cache (per image: REF's tag gets -<image>, DIR gets /<image>). Repeatable."`
+	CacheFrom  []string `name:"cache-from" sep:"none" placeholder:"type=registry,ref=REF|type=local,src=DIR" help:"Import build cache written by --cache-to. Repeatable."`
+	NoDetach   bool     `name:"no-detach" help:"Build each image as one chain of steps, as its Containerfile does: an edit in a layer then reruns every layer after it. By default a layer's own-file steps (root.yml, package.json, Cargo.toml, user.yml) run on just what they need and are merged back, so an edit reruns only that layer and the layers depending on it."`
+	Explain    bool     `help:"Before building, print per image and layer whether the builder reuses it or rebuilds it, and why (compared with the last build recorded in .build/state/). Reuse means the build cache still has it; buildkitd may have pruned it since."`
+	Force      bool     `help:"Build every image, also those up to date, and decide afresh which layers build detached (as a first build does, forgetting what the last build's checks decided and recorded in .build/state/). By default an image whose inputs (layer files, steps, parent, base digest, builder) and outputs are those of its last build, and whose destinations still hold that build's image (one HEAD per tag for --push, the image ID of each tag for --load, the layout's index for an OCI layout), is not built again; an oci-archive output is always built."`
+	Verify     bool     `help:"Build each image both detached (the default) and as one chain (as its Containerfile does), on the same builder, and compare them: for every path that differs, print the layers that wrote it and the depends line that would fix it; exit 1 on a difference. Writes no image. Run it after adding or changing layers, and in CI."`
 }
 
 func (c *BuildCmd) Help() string {
@@ -193,6 +194,7 @@ func (c *BuildCmd) Run(g *Globals) error {
 		CacheExports:   exports,
 		Status:         prog.status,
 		WaitForParents: c.Push,
+		Provenance:     c.provenance(),
 		Linear:         c.NoDetach,
 		Warn:           prog.warn,
 	})
@@ -228,7 +230,7 @@ func (c *BuildCmd) Run(g *Globals) error {
 // last build is built again (see build.Request.Outputs). Each key is the
 // target's own, so the images named beside it do not matter.
 func (c *BuildCmd) outputsKeys(family []*plan.Image, targets []string, outs []output, narrow []ocispecs.Platform) map[string]string {
-	all := fmt.Sprintf(" platforms=%s no-detach=%v", formatPlatforms(narrow), c.NoDetach)
+	all := fmt.Sprintf(" platforms=%s no-detach=%v provenance=%q", formatPlatforms(narrow), c.NoDetach, c.provenance())
 	// An image of another epoch is another image; one of now is whatever
 	// the last build made.
 	if len(family) > 0 && family[0].Epoch != nil && !family[0].Epoch.Now {
@@ -253,6 +255,16 @@ func (c *BuildCmd) outputsKeys(family []*plan.Image, targets []string, outs []ou
 		keys[img.Name] = b.String()
 	}
 	return keys
+}
+
+// provenance is the attestation mode of this build's exports: none with
+// --load (one solve exports to every destination, and a load cannot take
+// the attestation), nor for --provenance=false.
+func (c *BuildCmd) provenance() string {
+	if c.Load || c.Provenance == "false" {
+		return ""
+	}
+	return c.Provenance
 }
 
 // checkOutputDirs refuses symbolic links where the build writes under
