@@ -5,6 +5,7 @@ import (
 	"maps"
 	"os"
 	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
@@ -19,6 +20,20 @@ import (
 type described struct {
 	labels, annotations map[string]string
 	created             time.Time
+}
+
+// bbProject is a project of one busybox image bb for linux/amd64 whose
+// tags are under repo, with layers each writing /<layer>.txt.
+func bbProject(t *testing.T, repo string, layers ...string) string {
+	t.Helper()
+	dir := t.TempDir()
+	files := map[string]string{"images.yml": "defaults:\n  registry: " + repo + "\nimages:\n" +
+		"  bb:\n    base: \"busybox:latest\"\n    pkg: rpm\n    platforms: [linux/amd64]\n    layers: [" + strings.Join(layers, ", ") + "]\n"}
+	for _, l := range layers {
+		files["layers/"+l+"/root.yml"] = "version: '3'\ntasks:\n  install:\n    cmds:\n      - echo " + l + " > /" + l + ".txt\n"
+	}
+	testenv.WriteFiles(t, dir, files)
+	return dir
 }
 
 func describedAt(t *testing.T, ref string) described {
@@ -51,13 +66,7 @@ func TestDescribeBothBackEnds(t *testing.T) {
 	testenv.SkipShort(t, "an ov build and a buildx bake")
 	envFlags := buildEnv(t)
 	env := testenv.Get(t)
-	dir := t.TempDir()
-	testenv.WriteFiles(t, dir, map[string]string{
-		"images.yml": "defaults:\n  registry: " + env.Registry + "/describe\nimages:\n" +
-			"  bb:\n    base: \"busybox:latest\"\n    pkg: rpm\n    platforms: [linux/amd64]\n    layers: [stamp, other]\n",
-		"layers/stamp/root.yml": "version: '3'\ntasks:\n  install:\n    cmds:\n      - echo stamp > /stamp.txt\n",
-		"layers/other/root.yml": "version: '3'\ntasks:\n  install:\n    cmds:\n      - echo other > /other.txt\n",
-	})
+	dir := bbProject(t, env.Registry+"/describe", "stamp", "other")
 	const commit = 1700000000
 	rev := gitCommit(t, dir, commit)
 	if out, err := exec.Command("git", "-C", dir, "remote", "add", "origin", "https://token@example.com/o/r.git").CombinedOutput(); err != nil {

@@ -45,12 +45,7 @@ func TestProvenance(t *testing.T) {
 	testenv.SkipShort(t, "two ov builds pushed")
 	envFlags := buildEnv(t)
 	env := testenv.Get(t)
-	dir := t.TempDir()
-	testenv.WriteFiles(t, dir, map[string]string{
-		"images.yml": "defaults:\n  registry: " + env.Registry + "/prov\nimages:\n" +
-			"  bb:\n    base: \"busybox:latest\"\n    pkg: rpm\n    platforms: [linux/amd64]\n    layers: [stamp]\n",
-		"layers/stamp/root.yml": "version: '3'\ntasks:\n  install:\n    cmds:\n      - echo stamp > /stamp.txt\n",
-	})
+	dir := bbProject(t, env.Registry+"/prov", "stamp")
 	build := func(args ...string) string {
 		t.Helper()
 		_, stderr, code := ov(t, append(append([]string{"-C", dir, "build", "--progress", "quiet", "--tag", "v1", "--push"}, envFlags...), args...)...)
