@@ -147,6 +147,9 @@ func TestEquivalentToBake(t *testing.T) {
 				if bc.User != oc.User || bc.WorkingDir != oc.WorkingDir {
 					t.Errorf("%s User/WorkingDir: bake %q %q, ov %q %q", platform, bc.User, bc.WorkingDir, oc.User, oc.WorkingDir)
 				}
+				if !maps.Equal(bc.Labels, oc.Labels) {
+					t.Errorf("%s Labels: bake %v, ov %v", platform, bc.Labels, oc.Labels)
+				}
 				if !maps.Equal(bc.ExposedPorts, oc.ExposedPorts) {
 					t.Errorf("%s ExposedPorts: bake %v, ov %v", platform, bc.ExposedPorts, oc.ExposedPorts)
 				}
