@@ -152,7 +152,10 @@ func (c *compiler) detaches(s plan.Step) bool {
 // CheckTools) with those snapshots mounted read-only: all of them exist
 // anyway, nothing is materialized for the check. It writes its findings to
 // CheckFile in its output; BuildKit caches it with its inputs, so it reruns
-// only when a group or the chain changed.
+// only when a group or the chain changed. Its cache key is those inputs'
+// definitions, not their contents: BuildKit would otherwise checksum every
+// file of every read-only mount (a distribution's whole tree, each time a
+// new snapshot is mounted) before it could look the check up.
 func (c *compiler) check(groups []group, marks []bk.State, end bk.State) bk.State {
 	lbl := c.label("", "check detached layers")
 	opts := []bk.RunOption{lbl.opt(), bk.User("0:0")}
@@ -165,7 +168,7 @@ func (c *compiler) check(groups []group, marks []bk.State, end bk.State) bk.Stat
 			return dir
 		}
 		dir := path.Join(checkDir, name)
-		opts = append(opts, bk.AddMount(dir, st, bk.Readonly))
+		opts = append(opts, bk.AddMount(dir, st, bk.Readonly, bk.ContentCache(bk.MountContentCacheOff)))
 		mounted[st.Output()] = dir
 		return dir
 	}

@@ -48,6 +48,29 @@ func opsOf(t *testing.T, st bk.State) (merges, diffs int, execs []string) {
 	return merges, diffs, execs
 }
 
+// checkExec is the check's exec op: the last exec of its definition.
+func checkExec(t *testing.T, st bk.State) *pb.ExecOp {
+	t.Helper()
+	def, err := st.Marshal(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last *pb.ExecOp
+	for _, dt := range def.Def {
+		var op pb.Op
+		if err := op.UnmarshalVT(dt); err != nil {
+			t.Fatal(err)
+		}
+		if e, ok := op.Op.(*pb.Op_Exec); ok && strings.Contains(e.Exec.Meta.Args[len(e.Exec.Meta.Args)-1], "writes 0 ") {
+			last = e.Exec
+		}
+	}
+	if last == nil {
+		t.Fatal("no check exec")
+	}
+	return last
+}
+
 // TestCompileDetached: detached groups become diffs merged onto the chain;
 // Linear and Attach keep them in it; a group on an attached layer's
 // dependency attaches too.
@@ -88,6 +111,13 @@ func TestCompileDetached(t *testing.T) {
 	}
 	if strings.Contains(script, `U["0 2"]`) || strings.Contains(script, "after 1 ") || strings.Contains(script, "after 2 ") {
 		t.Errorf("check compares c with a, which it depends on, or b with the chain before it:\n%s", script)
+	}
+	// Content-based cache keys would have BuildKit checksum every file of
+	// every mounted snapshot (the whole chain) before looking the check up.
+	for _, m := range checkExec(t, out.Checks[0].State).Mounts {
+		if m.Readonly && m.ContentCache != pb.MountContentCache_OFF {
+			t.Errorf("check mount %s: content cache %v, want OFF", m.Dest, m.ContentCache)
+		}
 	}
 	for _, want := range []string{"echo a > /a", "echo pkg > /pkg", "echo b > /b", "cat /a > /c"} {
 		if !slices.Contains(execs, want) {
