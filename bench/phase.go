@@ -11,8 +11,8 @@ import (
 // Phases of a build, from BuildKit's vertex names (Phase), in table order.
 const (
 	PhaseSteps  = "steps"  // a layer's or the image's RUN, COPY, ...
-	PhaseDiffs  = "diffs"  // ov: a detached group's diff, the attached steps' diff
-	PhaseMerges = "merges" // ov: a group's foundation, the image's merge
+	PhaseDiffs  = "diffs"  // ov: a detached group's diff, the attached steps', a child's on its parent
+	PhaseMerges = "merges" // ov: a group's foundation, the image's merge, its merge for children
 	PhaseCheck  = "check"  // ov: the detached-layer check
 	PhaseExport = "export" // exporting to an image, layout, archive, engine
 	PhaseOther  = "other"  // base pulls, layer files, definitions, cache-mount setup
@@ -40,9 +40,9 @@ func Phase(name string) string {
 		return PhaseOther
 	}
 	switch desc {
-	case "diff", "diff of attached steps":
+	case "diff", "diff of attached steps", "diff on parent":
 		return PhaseDiffs
-	case "foundation", "merge layers":
+	case "foundation", "merge layers", "merge for children", "on parent":
 		return PhaseMerges
 	case "check detached layers":
 		return PhaseCheck

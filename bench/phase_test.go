@@ -26,6 +26,9 @@ func TestPhase(t *testing.T) {
 		"[deb-parent web] foundation":                               PhaseMerges,
 		"[bb-multi linux/amd64] merge layers":                       PhaseMerges,
 		"[bb-multi linux/arm64] check detached layers":              PhaseCheck,
+		"[deb-child] diff on parent":                                PhaseDiffs,
+		"[deb-child] on parent":                                     PhaseMerges,
+		"[deb-parent] merge for children":                           PhaseMerges,
 		"[internal] setting cache mount permissions":                PhaseOther,
 		"exporting to image":                                        PhaseExport,
 		// bake

@@ -48,6 +48,14 @@ type Image struct {
 	// layers and history times it lists as they are when it stamps the
 	// epoch (plan.Epoch), as it does for a Containerfile's FROM.
 	BaseConfig []byte
+	// Run is the filesystem of State that a child's steps run on: the
+	// attached chain's end with the detached groups' diffs on top (State
+	// when nothing detached). Once the checks pass it holds what State
+	// holds, but BuildKit materializes it by stacking the chain and
+	// copying only the groups, where State, merged in step order, would
+	// copy every attached step after the first group (a distribution's
+	// packages). Exports use State, whose layers keep the step order.
+	Run bk.State
 
 	// Checks are the detached-layer checks of this image and the images it
 	// is built on (see detach.go): solve each and read CheckFile from it.
@@ -133,6 +141,7 @@ type compiler struct {
 	platform ocispecs.Platform
 	stages   map[string]bk.State
 	main     *stage
+	run      bk.State // the image's Run (see Image.Run)
 }
 
 // stage is a state under construction together with the config the
@@ -162,7 +171,7 @@ func (c *compiler) compile(ctx context.Context) (*Image, error) {
 		if !platforms.Only(c.platform).Match(p.Platform) {
 			return nil, fmt.Errorf("parent image %q is compiled for %s", img.Parent, platforms.Format(p.Platform))
 		}
-		c.main.st = p.State
+		c.main.st = p.Run
 		c.main.cfg = cloneConfig(p.Config)
 		c.main.cfg.Created = nil
 		c.main.base = p.BaseConfig
@@ -188,8 +197,30 @@ func (c *compiler) compile(ctx context.Context) (*Image, error) {
 	}
 	c.main.labels(img.Labels)
 	c.main.finalizePlatform()
+	run := c.main.st
+	if c.run.Output() != nil {
+		run = c.main.st.WithOutput(c.run.Output())
+	}
+	if parts.check == nil {
+		c.main.st = c.exported(c.main.st)
+	}
 	st := c.main.st.SetMarshalDefaults(bk.Platform(c.platform))
-	return &Image{Name: img.Name, Platform: c.platform, State: st, Config: c.main.cfg, BaseConfig: c.main.base, Checks: checks}, nil
+	return &Image{Name: img.Name, Platform: c.platform, State: st, Config: c.main.cfg, BaseConfig: c.main.base, Checks: checks,
+		Run: run.SetMarshalDefaults(bk.Platform(c.platform))}, nil
+}
+
+// exported returns st, a state on the parent's Run, on the parent's State
+// instead: the parent's layers as it exports them, then what st added
+// (Diff of a chain on its lower state reuses its layers).
+func (c *compiler) exported(st bk.State) bk.State {
+	p := c.opt.Parent
+	if p == nil || p.Run.Output() == p.State.Output() {
+		return st
+	}
+	if st.Output() == p.Run.Output() {
+		return st.WithOutput(p.State.Output())
+	}
+	return st.WithOutput(bk.Merge([]bk.State{p.State, bk.Diff(p.Run, st, c.label("", "diff on parent").opt())}, c.label("", "on parent").opt()).Output())
 }
 
 // mainParts applies the plan's parts to the main stage.
@@ -225,7 +256,10 @@ func (m *mainParts) Steps(steps []plan.Step) (err error) {
 	return err
 }
 
-func (m *mainParts) Lint(s plan.Step) error { return m.c.step(m.ctx, s) }
+func (m *mainParts) Lint(s plan.Step) error {
+	m.c.run = bk.State{} // the lint runs on State: children build on its result
+	return m.c.step(m.ctx, s)
+}
 
 func (m *mainParts) User(uid string) error {
 	m.c.main.user(uid)

@@ -28,6 +28,13 @@ import (
 // and an edit to one layer reruns only that layer, the layers depending on
 // it and the merge.
 //
+// A child's steps need that filesystem materialized. BuildKit stacks a
+// merge's leading chain without copying and copies the rest, and the chain
+// stops at the first group: merged in step order, every attached step
+// after it (a distribution's packages) would be copied. Children therefore
+// run on Image.Run, Merge(chain end, g1, g2, ...), which the check proves
+// equal to the step-order merge, and export on the step-order merge.
+//
 // That equals the linear build when a group neither reads nor writes what
 // the steps it does not see wrote. Reads are what depends is for (ov build
 // --verify finds missing ones); a layer whose step fails on its foundation
@@ -58,7 +65,7 @@ func (c *compiler) detached(ctx context.Context, steps []plan.Step) (*Check, err
 	var (
 		groups  []group
 		marks   []bk.State // chain state after each attached step; marks[0] = c0
-		parts   = []bk.State{c.main.st}
+		parts   = []bk.State{c.exported(c.main.st)}
 		flushed = 0 // attached steps already in parts
 	)
 	marks = append(marks, c.main.st)
@@ -115,6 +122,13 @@ func (c *compiler) detached(ctx context.Context, steps []plan.Step) (*Check, err
 	end := c.main.st
 	// The chain's metadata (env, dir, user) on the merged filesystem.
 	c.main.st = end.WithOutput(bk.Merge(parts, c.label("", "merge layers").opt()).Output())
+	// What the checks prove equal: the groups after the attached steps
+	// they do not see, as these change none of their paths.
+	run := []bk.State{end}
+	for _, g := range groups {
+		run = append(run, g.diff)
+	}
+	c.run = end.WithOutput(bk.Merge(run, c.label("", "merge for children").opt()).Output())
 	return &Check{Image: c.img.Name, State: c.check(groups, marks, end)}, nil
 }
 

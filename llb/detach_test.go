@@ -13,6 +13,7 @@ import (
 	bk "github.com/moby/buildkit/client/llb"
 	"github.com/moby/buildkit/solver/pb"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
+	digest "github.com/opencontainers/go-digest"
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/overthink/ov/export"
@@ -334,5 +335,59 @@ func TestVerify(t *testing.T) {
 	}
 	if warns := log.warns(); len(warns) != 2 || !strings.Contains(strings.Join(warns, "\n"), `layer "a1" builds attached`) || !strings.Contains(strings.Join(warns, "\n"), "/etc/shared is also written by") {
 		t.Errorf("warnings = %q, want a1 and a2 attached", warns)
+	}
+}
+
+// TestCompileChildOnRun: a child's steps run on its parent's Run (the
+// chain's end, then the groups' diffs: BuildKit stacks the chain and
+// copies only the groups), and its export starts from the parent's State
+// (the layers in step order), with what the child added on top.
+func TestCompileChildOnRun(t *testing.T) {
+	img := busybox(
+		detachStep("a", "echo a > /a"),
+		plan.Step{Kind: plan.Run, Layer: "pkg", User: "root", Desc: "pkg: packages", Shell: "echo pkg > /pkg"},
+		detachStep("b", "echo b > /b"),
+	)
+	r := &fakeResolver{configs: map[string]dockerspec.DockerOCIImage{"docker.io/library/busybox:latest": debianConfig()}}
+	p := ocispecs.Platform{OS: "linux", Architecture: "amd64"}
+	parent, err := Compile(context.Background(), img, p, Options{Resolver: r})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := marshal(t, &Image{State: parent.Run})
+	if got := run.names[run.head]; !strings.HasSuffix(got, "] merge for children") {
+		t.Fatalf("parent's Run is %q", got)
+	}
+	// Its first input is the chain's end (the attached steps, a chain
+	// BuildKit need not copy), then the groups' diffs in step order.
+	m := run.ops[run.head]
+	var inputs []string
+	for _, in := range m.Inputs {
+		inputs = append(inputs, run.names[digest.Digest(in.Digest)])
+	}
+	if len(inputs) != 3 || !strings.HasSuffix(inputs[0], "pkg: packages") || !strings.HasSuffix(inputs[1], "a linux/amd64] diff") || !strings.HasSuffix(inputs[2], "b linux/amd64] diff") {
+		t.Errorf("Run merges %q", inputs)
+	}
+
+	for name, steps := range map[string][]plan.Step{
+		"detached": {detachStep("c", "echo c > /c")},
+		"attached": {{Kind: plan.Run, Layer: "d", User: "root", Desc: "d: root.yml", Shell: "echo d > /d"}},
+	} {
+		child := &plan.Image{Name: "kid", Parent: "bb", Platforms: []string{"linux/amd64"}, Steps: steps}
+		out, err := Compile(context.Background(), child, p, Options{Resolver: r, Parent: parent})
+		if err != nil {
+			t.Fatal(err)
+		}
+		g := marshal(t, out)
+		step := g.named(t, steps[0].Desc)
+		if on := g.names[digest.Digest(step.Inputs[0].Digest)]; !strings.HasSuffix(on, "] merge for children") {
+			t.Errorf("%s: the child's step runs on %q, not its parent's Run", name, on)
+		}
+		// The child's merge of its layers, or (attached) of its chain's
+		// diff on the parent.
+		if head, in := g.names[g.head], g.names[digest.Digest(g.ops[g.head].Inputs[0].Digest)]; !strings.HasPrefix(head, "[kid]") ||
+			!strings.HasSuffix(in, "bb linux/amd64] merge layers") {
+			t.Errorf("%s: the child's export %q starts from %q, not its parent's State", name, head, in)
+		}
 	}
 }
