@@ -270,20 +270,13 @@ func TestCalVerOnlyInBakeFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	render := func(cv string) map[string][]byte {
+	withCalVer := func(cv string) map[string][]byte {
 		o := testOptions()
 		o.CalVer = cv
-		plans, err := plan.Build(p, nil, o)
-		if err != nil {
-			t.Fatal(err)
-		}
-		files, err := generate.Files(plans)
-		if err != nil {
-			t.Fatal(err)
-		}
+		_, files := render(t, p, o)
 		return files
 	}
-	a, b := render("2026.1.0"), render("2027.300.2359")
+	a, b := withCalVer("2026.1.0"), withCalVer("2027.300.2359")
 	for rel := range a {
 		if rel == generate.BakePath {
 			if bytes.Equal(a[rel], b[rel]) {

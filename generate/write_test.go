@@ -115,15 +115,7 @@ func TestConcurrentWrites(t *testing.T) {
 		o := testOptions()
 		o.TagOverride = tag
 		o.Task.URL = url
-		plans, err := plan.Build(p, nil, o)
-		if err != nil {
-			t.Fatal(err)
-		}
-		files, err := generate.Files(plans)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return plans, files
+		return render(t, p, o)
 	}
 	plansA, filesA := variant("a", "https://a.example/task")
 	plansB, filesB := variant("b", "https://b.example/mirror/of/task")
@@ -369,9 +361,8 @@ func TestBakeFileDescribes(t *testing.T) {
 	}
 }
 
-// bakeTargets generates p's files with o and reads the bake file's targets
-// as buildx bake does.
-func bakeTargets(t *testing.T, p *spec.Project, o plan.Options) (map[string]*bake.Target, map[string][]byte, []*plan.Image) {
+// render plans p with o and generates its files in memory.
+func render(t *testing.T, p *spec.Project, o plan.Options) ([]*plan.Image, map[string][]byte) {
 	t.Helper()
 	plans, err := plan.Build(p, nil, o)
 	if err != nil {
@@ -381,6 +372,14 @@ func bakeTargets(t *testing.T, p *spec.Project, o plan.Options) (map[string]*bak
 	if err != nil {
 		t.Fatal(err)
 	}
+	return plans, files
+}
+
+// bakeTargets generates p's files with o and reads the bake file's targets
+// as buildx bake does.
+func bakeTargets(t *testing.T, p *spec.Project, o plan.Options) (map[string]*bake.Target, map[string][]byte, []*plan.Image) {
+	t.Helper()
+	plans, files := render(t, p, o)
 	targets, _, err := bake.ReadTargets(context.Background(), []bake.File{{Name: "docker-bake.hcl", Data: files[generate.BakePath]}},
 		[]string{"default"}, nil, nil, nil, nil)
 	if err != nil {
