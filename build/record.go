@@ -249,3 +249,16 @@ func platformNames(img *plan.Image, narrow []ocispecs.Platform) []string {
 	}
 	return out
 }
+
+// Decisions are what the checks of each family image's last recorded
+// build decided (llb.BuildOptions.Decided): ov verify rebuilds an image
+// arranged as the build it compares with.
+func Decisions(dir string, family []*plan.Image) map[string]llb.Decided {
+	out := map[string]llb.Decided{}
+	for _, img := range family {
+		if d := decided(explain.Read(dir, img.Name)); len(d.Attached)+len(d.SeeAll) > 0 {
+			out[img.Name] = d
+		}
+	}
+	return out
+}

@@ -77,6 +77,11 @@ type BuildOptions struct {
 	// layers then neither fails a step nor solves again to reach them; its
 	// checks still run and can add to them.
 	Decided map[string]Decided
+	// NoCache solves every step afresh: each vertex, the checks' too,
+	// ignores BuildKit's cache (llb.IgnoreCache, what buildx --no-cache
+	// has the Dockerfile frontend put on its vertices). ov verify's
+	// rebuild.
+	NoCache bool
 }
 
 // Decided is what the detached-layer checks decided for one image.
@@ -535,7 +540,7 @@ func (b *builder) solveChecked(ctx context.Context, gc gateway.Client, name stri
 		})
 	}
 	eg.Go(func() error {
-		def, err := out.State.Marshal(ctx)
+		def, err := out.State.Marshal(ctx, b.constraints()...)
 		if err != nil {
 			return fmt.Errorf("image %q (%s): %w", name, platforms.Format(p), err)
 		}
@@ -704,9 +709,17 @@ func (b *builder) warn(msg string) {
 	}
 }
 
+// constraints apply to every vertex this build marshals.
+func (b *builder) constraints() []bk.ConstraintsOpt {
+	if b.opt.NoCache {
+		return []bk.ConstraintsOpt{bk.IgnoreCache}
+	}
+	return nil
+}
+
 // runCheck solves a check and reads its report.
 func (b *builder) runCheck(ctx context.Context, gc gateway.Client, ch Check, imports []gateway.CacheOptionsEntry) ([]Conflict, error) {
-	def, err := ch.State.Marshal(ctx)
+	def, err := ch.State.Marshal(ctx, b.constraints()...)
 	if err != nil {
 		return nil, err
 	}

@@ -48,7 +48,7 @@ type BuildCmd struct {
 	NoDetach   bool     `name:"no-detach" help:"Build each image as one chain of steps, as its Containerfile does: an edit in a layer then reruns every layer after it. By default a layer's own-file steps (root.yml, package.json, Cargo.toml, user.yml) run on just what they need and are merged back, so an edit reruns only that layer and the layers depending on it."`
 	Explain    bool     `help:"Before building, print per image and layer whether the builder reuses it or rebuilds it, and why (compared with the last build recorded in .build/state/). Reuse means the build cache still has it; buildkitd may have pruned it since."`
 	Force      bool     `help:"Build every image, also those up to date, and decide afresh which layers build detached (as a first build does, forgetting what the last build's checks decided and recorded in .build/state/). By default an image whose inputs (layer files, steps, parent, base digest, builder) and outputs are those of its last build, and whose destinations still hold that build's image (one HEAD per tag for --push, the image ID of each tag for --load, the layout's index for an OCI layout), is not built again; an oci-archive output is always built."`
-	Verify     bool     `help:"Build each image both detached (the default) and as one chain (as its Containerfile does), on the same builder, and compare them: for every path that differs, print the layers that wrote it and the depends line that would fix it; exit 1 on a difference. Writes no image. Run it after adding or changing layers, and in CI."`
+	Verify     bool     `help:"Build each image both detached (the default) and as one chain (as its Containerfile does), on the same builder, and compare them: for every path that differs, print the layers that wrote it and the depends line that would fix it; exit 1 on a difference. Writes no image. Run it after adding or changing layers, and in CI. (To check that a built image is reproducible, rebuilt with no cache, see ov verify.)"`
 }
 
 func (c *BuildCmd) Help() string {
@@ -295,7 +295,12 @@ type progress struct {
 }
 
 func (c *BuildCmd) startProgress(ctx context.Context, g *Globals) (*progress, error) {
-	display, err := progressui.NewDisplay(g.Stderr, progressui.DisplayMode(c.Progress))
+	return startProgress(ctx, g, c.Progress)
+}
+
+// startProgress starts a progress display of mode (--progress).
+func startProgress(ctx context.Context, g *Globals, mode string) (*progress, error) {
+	display, err := progressui.NewDisplay(g.Stderr, progressui.DisplayMode(mode))
 	if err != nil {
 		return nil, userErrorf("--progress: %v", err)
 	}

@@ -46,6 +46,7 @@ type CLI struct {
 	Builder    BuilderCmd    `cmd:"" help:"Manage ov's own buildkitd: start, stop, status."`                                // builder.go
 	Generate   GenerateCmd   `cmd:"" help:"Write .build/: Containerfiles and docker-bake.hcl for docker buildx bake."`      // generate.go
 	Build      BuildCmd      `cmd:"" help:"Build images with BuildKit (LLB, no Containerfiles): push, load or write OCI."`  // build.go
+	Verify     VerifyCmd     `cmd:"" help:"Rebuild an image with no cache and compare its digests with the last build's."`  // verify.go
 	Shell      ShellCmd      `cmd:"" help:"Run bash (or -c CMD) in an image, workspace at /workspace, ports on 127.0.0.1."` // run.go
 	Start      StartCmd      `cmd:"" help:"Start an image's supervisord detached as container ov-<image>."`                 // run.go
 	Stop       StopCmd       `cmd:"" help:"Stop container ov-<image>."`                                                     // run.go

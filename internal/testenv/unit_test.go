@@ -225,7 +225,7 @@ func TestLayerDiff(t *testing.T) {
 		}
 	}
 	got := LayerDiff(layouts[0], layouts[1], "")
-	if !strings.Contains(got, "layer 1: ") || strings.Contains(got, "layer 0") {
+	if !strings.Contains(got, "layer 1 ") || strings.Contains(got, "layer 0") {
 		t.Errorf("want layer 1 alone:\n%s", got)
 	}
 	for _, want := range []string{"content: ", "mode: ", "mode 644", "mode 755"} {
