@@ -1,6 +1,7 @@
 package generate
 
 import (
+	"bytes"
 	"fmt"
 	"maps"
 	"slices"
@@ -22,29 +23,39 @@ const BakePath = ".build/docker-bake.hcl"
 // Bake renders the bake file for plans (parents before children): a default
 // group with every target in that order, and one fully expanded target per
 // image. hclwrite escapes every string (quotes, backslashes, newlines, "${"
-// and "%{").
+// and "%{"); writeBlocks lays the file out as hclwrite formats it.
 func Bake(plans []*plan.Image) ([]byte, error) {
-	f := hclwrite.NewEmptyFile()
-	body := f.Body()
+	blocks, err := bakeBlocks(plans)
+	if err != nil {
+		return nil, err
+	}
+	var b bytes.Buffer
+	b.WriteString(Header(BakePath) + "\n")
+	writeBlocks(&b, blocks)
+	return b.Bytes(), nil
+}
+
+// bakeBlocks is the bake file's blocks in order.
+func bakeBlocks(plans []*plan.Image) ([]*bakeBlock, error) {
 	names := make([]cty.Value, 0, len(plans))
 	planned := map[string]bool{}
 	for _, img := range plans {
 		names = append(names, cty.StringVal(img.Name))
 		planned[img.Name] = true
 	}
-	group := body.AppendNewBlock("group", []string{"default"}).Body()
-	group.SetAttributeValue("targets", list(names))
+	group := &bakeBlock{typ: "group", label: "default"}
+	group.set("targets", list(names))
+	blocks := []*bakeBlock{group}
 	if e := epochOf(plans); e != nil {
-		body.AppendNewline()
-		v := body.AppendNewBlock("variable", []string{plan.EpochEnv}).Body()
-		v.SetAttributeValue("default", cty.StringVal(strconv.FormatInt(e.Unix, 10)))
+		v := &bakeBlock{typ: "variable", label: plan.EpochEnv}
+		v.set("default", cty.StringVal(strconv.FormatInt(e.Unix, 10)))
+		blocks = append(blocks, v)
 	}
 
 	for _, img := range plans {
-		body.AppendNewline()
-		t := body.AppendNewBlock("target", []string{img.Name}).Body()
-		t.SetAttributeValue("context", cty.StringVal("."))
-		t.SetAttributeValue("dockerfile", cty.StringVal(ContainerfilePath(img.Name)))
+		t := &bakeBlock{typ: "target", label: img.Name}
+		t.set("context", cty.StringVal("."))
+		t.set("dockerfile", cty.StringVal(ContainerfilePath(img.Name)))
 		if img.Parent != "" {
 			if !planned[img.Parent] {
 				return nil, fmt.Errorf("image %q: base image %q has no target", img.Name, img.Parent)
@@ -56,16 +67,17 @@ func Bake(plans []*plan.Image) ([]byte, error) {
 			if slices.Contains(stages(img), key) {
 				return nil, fmt.Errorf("image %q: its Containerfile has a stage named %q, which bake would replace with base image %q", img.Name, key, img.Parent)
 			}
-			t.SetAttributeValue("contexts", cty.MapVal(map[string]cty.Value{
+			t.set("contexts", cty.MapVal(map[string]cty.Value{
 				key: cty.StringVal("target:" + img.Parent),
 			}))
 		}
-		t.SetAttributeValue("tags", strings2list(img.Tags))
-		t.SetAttributeValue("platforms", strings2list(img.Platforms))
+		t.set("tags", strings2list(img.Tags))
+		t.set("platforms", strings2list(img.Platforms))
 		describe(t, img)
 		setEpoch(t, img.Epoch)
+		blocks = append(blocks, t)
 	}
-	return append([]byte(Header(BakePath)+"\n"), f.Bytes()...), nil
+	return blocks, nil
 }
 
 // epochOf is the plans' epoch (plan.Options gives every image the same),
@@ -96,30 +108,30 @@ const epochOutput = "type=image,rewrite-timestamp=true,source-date-epoch=%s"
 // passes it as a build argument, so the steps see it as ov build's do). An
 // explicit epoch is passed to the steps from the file too. An epoch of now
 // (epochOf) sets nothing.
-func setEpoch(t *hclwrite.Body, e *plan.Epoch) {
+func setEpoch(t *bakeBlock, e *plan.Epoch) {
 	if e == nil || e.Now {
 		return
 	}
 	v := epochVar()
 	out := hclwrite.TokensForFunctionCall("format", hclwrite.TokensForValue(cty.StringVal(epochOutput)), v)
-	t.SetAttributeRaw("output", hclwrite.TokensForTuple([]hclwrite.Tokens{out}))
+	t.setRaw("output", hclwrite.TokensForTuple([]hclwrite.Tokens{out}))
 	if e.Explicit {
-		t.SetAttributeRaw("args", hclwrite.TokensForObject([]hclwrite.ObjectAttrTokens{{
+		t.setObject("args", []hclwrite.ObjectAttrTokens{{
 			Name: hclwrite.TokensForIdentifier(plan.EpochEnv), Value: v,
-		}}))
+		}})
 	}
 }
 
 // describe sets target t's labels (into the image config, as ov build's
 // compiler puts them) and its annotations on every manifest (as ov
 // build's exporter attributes do).
-func describe(t *hclwrite.Body, img *plan.Image) {
+func describe(t *bakeBlock, img *plan.Image) {
 	if len(img.Labels) > 0 {
 		labels := map[string]cty.Value{}
 		for k, v := range img.Labels {
 			labels[k] = cty.StringVal(v)
 		}
-		t.SetAttributeValue("labels", cty.MapVal(labels))
+		t.set("labels", cty.MapVal(labels))
 	}
 	var annotations []hclwrite.Tokens
 	for _, k := range slices.Sorted(maps.Keys(img.Annotations)) {
@@ -132,7 +144,7 @@ func describe(t *hclwrite.Body, img *plan.Image) {
 	}
 	if len(annotations) > 0 {
 		// compact drops the created annotation of an empty epoch.
-		t.SetAttributeRaw("annotations", hclwrite.TokensForFunctionCall("compact", hclwrite.TokensForTuple(annotations)))
+		t.setRaw("annotations", hclwrite.TokensForFunctionCall("compact", hclwrite.TokensForTuple(annotations)))
 	}
 }
 
