@@ -61,7 +61,7 @@ func Files(plans []*plan.Image) (map[string][]byte, error) {
 }
 
 // Write writes the generated files for plans under dir/.build, each
-// atomically (builddir.WriteFile), so a running build never reads a
+// atomically (builddir.Writer), so a running build never reads a
 // half-written file; unchanged files are not touched, and no symbolic link
 // under .build/ is followed. Callers hold the project's builddir lock. It then removes what
 // earlier runs wrote and no longer applies: the .build/<image>/ directories
@@ -74,18 +74,19 @@ func Write(dir string, plans []*plan.Image, p *spec.Project) error {
 	}
 	// Per-image files first (independent of each other: on every core),
 	// the bake file that points at them last.
+	w := builddir.NewWriter(dir)
 	var g errgroup.Group
 	g.SetLimit(2 * runtime.GOMAXPROCS(0))
 	for _, rel := range slices.Sorted(maps.Keys(files)) {
 		if rel == BakePath {
 			continue
 		}
-		g.Go(func() error { return builddir.WriteFile(dir, rel, files[rel]) })
+		g.Go(func() error { return w.WriteFile(rel, files[rel]) })
 	}
 	if err := g.Wait(); err != nil {
 		return err
 	}
-	if err := builddir.WriteFile(dir, BakePath, files[BakePath]); err != nil {
+	if err := w.WriteFile(BakePath, files[BakePath]); err != nil {
 		return err
 	}
 	return prune(dir, plans, p, files)

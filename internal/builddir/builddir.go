@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 )
 
@@ -102,6 +103,9 @@ func MkdirAll(project, rel string) error {
 			return err
 		}
 	}
+	if len(missing) == 0 {
+		return nil
+	}
 	have := strings.TrimSuffix(strings.TrimSuffix(rel, strings.Join(missing, "/")), "/")
 	for _, m := range missing {
 		if have == "" {
@@ -126,11 +130,35 @@ func MkdirAll(project, rel string) error {
 // rename is what readers need, and the next run rewrites any file a crash
 // lost.
 func WriteFile(project, rel string, data []byte) error {
-	if err := MkdirAll(project, pathDir(rel)); err != nil {
-		return err
+	return NewWriter(project).WriteFile(rel, data)
+}
+
+// A Writer is WriteFile for many files: it checks (and makes) each
+// directory once, not once per file. Safe for concurrent use.
+type Writer struct {
+	project string
+	dirs    sync.Map // directories MkdirAll made or found, relative
+}
+
+// NewWriter writes under project's .build/.
+func NewWriter(project string) *Writer { return &Writer{project: project} }
+
+// WriteFile is WriteFile.
+func (w *Writer) WriteFile(rel string, data []byte) error {
+	dir := pathDir(rel)
+	if _, ok := w.dirs.Load(dir); !ok {
+		if err := MkdirAll(w.project, dir); err != nil {
+			return err
+		}
+		w.dirs.Store(dir, true)
 	}
+	return replace(w.project, rel, data)
+}
+
+// replace is WriteFile once rel's directories are checked.
+func replace(project, rel string, data []byte) error {
 	file := filepath.Join(project, filepath.FromSlash(rel))
-	if old, err := ReadFile(project, rel); err == nil && bytes.Equal(old, data) {
+	if holds(project, rel, data) {
 		return nil
 	}
 	// The temporary name neither ends in .conf nor looks like an output.
@@ -159,15 +187,38 @@ func pathDir(rel string) string {
 	return rel
 }
 
+// holds reports whether rel (its directories checked) is a regular file
+// holding exactly data: the size first, then the bytes, read at once.
+func holds(project, rel string, data []byte) bool {
+	f, fi, err := openRegular(project, rel)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	if fi.Size() != int64(len(data)) {
+		return false
+	}
+	buf := make([]byte, len(data)+1) // +1: the file has not grown since
+	n, err := io.ReadFull(f, buf)
+	return n == len(data) && (err == io.EOF || err == io.ErrUnexpectedEOF) && bytes.Equal(buf[:n], data)
+}
+
 // Open opens rel (under .build/) for reading when it is a regular file
 // reached without a symbolic link (a FIFO does not block it).
 func Open(project, rel string) (*os.File, error) {
 	if _, err := check(project, rel, false); err != nil {
 		return nil, err
 	}
+	f, _, err := openRegular(project, rel)
+	return f, err
+}
+
+// openRegular is Open without checking the directories above rel: a link
+// at rel itself is not followed.
+func openRegular(project, rel string) (*os.File, fs.FileInfo, error) {
 	f, err := os.OpenFile(filepath.Join(project, filepath.FromSlash(rel)), os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	fi, err := f.Stat()
 	if err == nil && !fi.Mode().IsRegular() {
@@ -175,9 +226,9 @@ func Open(project, rel string) (*os.File, error) {
 	}
 	if err != nil {
 		f.Close()
-		return nil, err
+		return nil, nil, err
 	}
-	return f, nil
+	return f, fi, nil
 }
 
 // ReadFile reads rel (under .build/) when Open allows it and it is at most
