@@ -33,6 +33,7 @@ image's /etc/passwd (cached per base digest). OV_REGISTRY_MIRRORS
 }
 
 func (c *GenerateCmd) Run(g *Globals) error {
+	collectLess()
 	opt, err := c.options(g)
 	if err != nil {
 		return err

@@ -11,6 +11,7 @@ import (
 	"io"
 	"log"
 	"os"
+	"runtime/debug"
 	"time"
 
 	"github.com/alecthomas/kong"
@@ -74,6 +75,17 @@ func (g *Globals) CalVer() string { return spec.CalVer(g.Now) }
 // loadProject reads and validates the project in g.Dir. Its errors are
 // spec.Errors (exit 1) or internal (exit 2).
 func loadProject(g *Globals) (*spec.Project, error) { return spec.Load(g.Dir) }
+
+// collectLess has the garbage collector run at 4x the live heap instead of
+// 2x (GOGC=400), unless GOGC is set, in a command that reads the project,
+// writes and exits: at 100 images ov generate allocates ~50 MiB and keeps
+// ~10, and collecting every few MiB took a fifth of its CPU time (its
+// peak RSS grows from 44 to 51 MiB). Long-running commands keep the default.
+func collectLess() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(400)
+	}
+}
 
 const description = `ov builds container images from a library of layers.
 

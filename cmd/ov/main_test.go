@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"testing"
@@ -274,5 +275,20 @@ func TestNewLayer(t *testing.T) {
 	write("layers/my-tool/layer.yml", strings.Replace(uncommented, "depends:\n  - python\n", "", 1))
 	if _, stderr, code := ov(t, "-C", dir, "validate"); code != 0 {
 		t.Errorf("uncommented scaffold does not validate: %s\n%s", stderr, uncommented)
+	}
+}
+
+// collectLess raises GOGC to 400 unless the environment sets GOGC.
+func TestCollectLess(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	t.Setenv("GOGC", "")
+	collectLess()
+	if got := debug.SetGCPercent(100); got != 400 {
+		t.Errorf("GOGC unset: GC percent %d, want 400", got)
+	}
+	t.Setenv("GOGC", "100")
+	collectLess()
+	if got := debug.SetGCPercent(100); got != 100 {
+		t.Errorf("GOGC=100: GC percent %d, want it kept", got)
 	}
 }

@@ -14,6 +14,7 @@ Disabled images (enabled: false) are not checked beyond their syntax.`
 }
 
 func (c *ValidateCmd) Run(g *Globals) error {
+	collectLess()
 	p, err := loadProject(g)
 	if err != nil {
 		return err
