@@ -137,6 +137,69 @@ func Median(ds []time.Duration) time.Duration {
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
+// BenchValidate is BenchmarkValidate: spec.Load of the project in dir.
+// Like BenchGenerateUnchanged and BenchGenerateFresh it reports
+// allocations and cpu-ns/op, and MeasureScale runs it for BENCHMARKS.md:
+// `go tool task bench:go` measures what the table reports.
+func BenchValidate(dir string) func(*testing.B) {
+	return func(b *testing.B) {
+		b.ReportAllocs()
+		defer reportCPU(b)()
+		for b.Loop() {
+			if _, err := Validate(dir); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}
+
+// BenchGenerateUnchanged is BenchmarkGenerate/unchanged: Generate of the
+// project in dir into out again and again, after a first one (every
+// generate after the first).
+func BenchGenerateUnchanged(dir, out string) func(*testing.B) {
+	return func(b *testing.B) {
+		if err := Generate(dir, out); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportAllocs()
+		defer reportCPU(b)()
+		for b.Loop() {
+			if err := Generate(dir, out); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}
+
+// BenchGenerateFresh is BenchmarkGenerate/fresh: each Generate writes
+// into a new directory under work (the first generate).
+func BenchGenerateFresh(dir, work string) func(*testing.B) {
+	n := 0
+	return func(b *testing.B) {
+		b.ReportAllocs()
+		defer reportCPU(b)()
+		for b.Loop() {
+			b.StopTimer()
+			n++
+			out := filepath.Join(work, fmt.Sprintf("fresh-%d", n))
+			b.StartTimer()
+			if err := Generate(dir, out); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}
+
+// reportCPU adds cpu-ns/op, the process CPU time per op: on a loaded
+// machine it moves far less than ns/op. It includes the timer-stopped setup
+// of "fresh", which is small.
+func reportCPU(b *testing.B) func() {
+	start := ProcessCPU()
+	return func() {
+		b.ReportMetric(float64(ProcessCPU()-start)/float64(b.N), "cpu-ns/op")
+	}
+}
+
 // MeasureScale runs "generate at scale" on a WriteProject project of s:
 // the in-process benchmarks (testing.Benchmark) and runs of the ov binary
 // bin (validate; generate without and with an existing .build/), each run
@@ -147,53 +210,26 @@ func MeasureScale(ctx context.Context, bin, work string, s Scale, runs int) (*Sc
 		return nil, err
 	}
 	res := &ScaleResult{Scale: s}
-
-	var benchErr error
-	bench := func(f func(b *testing.B)) Op {
-		start := ProcessCPU()
-		r := testing.Benchmark(func(b *testing.B) {
-			b.ReportAllocs()
-			f(b)
-		})
-		if r.N == 0 {
-			return Op{}
-		}
-		return Op{N: r.N, NsPerOp: r.NsPerOp(), CPUPerOp: (ProcessCPU() - start) / time.Duration(r.N),
-			AllocsPerOp: r.AllocsPerOp(), BytesPerOp: r.AllocedBytesPerOp()}
-	}
-	check := func(b *testing.B, err error) {
-		if err != nil && benchErr == nil {
-			benchErr = err
-			b.SkipNow()
-		}
-	}
-	res.Validate = bench(func(b *testing.B) {
-		for b.Loop() {
-			_, err := Validate(dir)
-			check(b, err)
-		}
-	})
+	// A failing benchmark (b.Fatal) reports nothing: fail here first.
 	out := filepath.Join(work, "out")
 	if err := Generate(dir, out); err != nil {
 		return nil, err
 	}
-	res.GenerateUnchanged = bench(func(b *testing.B) {
-		for b.Loop() {
-			check(b, Generate(dir, out))
+	for _, m := range []struct {
+		name string
+		f    func(*testing.B)
+		into *Op
+	}{
+		{"BenchmarkValidate", BenchValidate(dir), &res.Validate},
+		{"BenchmarkGenerate/unchanged", BenchGenerateUnchanged(dir, out), &res.GenerateUnchanged},
+		{"BenchmarkGenerate/fresh", BenchGenerateFresh(dir, work), &res.GenerateFresh},
+	} {
+		r := testing.Benchmark(m.f)
+		if r.N == 0 {
+			return nil, fmt.Errorf("%s failed", m.name)
 		}
-	})
-	n := 0
-	res.GenerateFresh = bench(func(b *testing.B) {
-		for b.Loop() {
-			b.StopTimer()
-			n++
-			fresh := filepath.Join(work, fmt.Sprintf("fresh-%d", n))
-			b.StartTimer()
-			check(b, Generate(dir, fresh))
-		}
-	})
-	if benchErr != nil {
-		return nil, benchErr
+		*m.into = Op{N: r.N, NsPerOp: r.NsPerOp(), CPUPerOp: time.Duration(r.Extra["cpu-ns/op"]),
+			AllocsPerOp: r.AllocsPerOp(), BytesPerOp: r.AllocedBytesPerOp()}
 	}
 	files, err := countFiles(filepath.Join(out, ".build"))
 	if err != nil {
