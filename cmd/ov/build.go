@@ -130,11 +130,10 @@ func (c *BuildCmd) Run(g *Globals) error {
 		return userErrorf("--cache-to: %v", err)
 	}
 
-	p, err := loadProject(g)
+	p, opt, err := loadWithEpoch(ctx, g, opt)
 	if err != nil {
 		return err
 	}
-	opt = withEpoch(ctx, g, p, opt)
 	plans, targets, err := build.Plan(ctx, p, c.Images, opt, narrow)
 	var perr *build.PlatformError
 	if errors.As(err, &perr) {

@@ -38,13 +38,13 @@ func (c *GenerateCmd) Run(g *Globals) error {
 	if err != nil {
 		return err
 	}
-	p, err := loadProject(g)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	p, opt, err := loadWithEpoch(ctx, g, opt)
 	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
-	plans, err := plan.BuildContext(ctx, p, nil, withEpoch(ctx, g, p, opt))
+	plans, err := plan.BuildContext(ctx, p, nil, opt)
 	if err != nil {
 		return planError(err)
 	}

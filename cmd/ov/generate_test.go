@@ -6,6 +6,7 @@ import (
 	"log"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -172,5 +173,34 @@ func TestGenerateSourceDateEpoch(t *testing.T) {
 	}
 	if h := hcl(); strings.Contains(h, "SOURCE_DATE_EPOCH") || strings.Contains(h, "output") {
 		t.Errorf("no epoch, no git checkout:\n%s", h)
+	}
+}
+
+// In a clean git checkout, generate stamps the bake file with the last
+// commit's time and names the commit and the remote (no credentials),
+// git having run while the project loaded (loadWithEpoch).
+func TestGenerateEpochAndOriginFromGit(t *testing.T) {
+	t.Setenv("OV_OFFLINE", "1")
+	t.Setenv("SOURCE_DATE_EPOCH", "")
+	dir := genProject(t, "debian:bookworm")
+	if err := os.RemoveAll(filepath.Join(dir, ".build")); err != nil {
+		t.Fatal(err)
+	}
+	rev := gitCommit(t, dir, 1700000000)
+	if out, err := exec.Command("git", "-C", dir, "remote", "add", "origin", "https://token@example.com/o/r.git").CombinedOutput(); err != nil {
+		t.Fatalf("git remote add: %v\n%s", err, out)
+	}
+	if code, out := ovIn(dir, time.Now(), "generate"); code != 0 {
+		t.Fatalf("exit %d: %s", code, out)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, ".build", "docker-bake.hcl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`default = "1700000000"`, "manifest:org.opencontainers.image.revision=" + rev,
+		"manifest:org.opencontainers.image.source=https://example.com/o/r.git"} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("bake file lacks %q:\n%s", want, b)
+		}
 	}
 }

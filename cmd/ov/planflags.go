@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"path/filepath"
 
 	"github.com/overthink/ov/build"
 	"github.com/overthink/ov/plan"
@@ -45,15 +46,28 @@ func (f PlanFlags) options(g *Globals) (plan.Options, error) {
 	}, nil
 }
 
-// withEpoch gives opt project p's origin (repository and commit), and
-// its default epoch when no flag or environment variable gave one.
-func withEpoch(ctx context.Context, g *Globals, p *spec.Project, opt plan.Options) plan.Options {
-	e, o := build.FromGit(ctx, p.Dir, g.Now)
-	if opt.Epoch == nil {
-		opt.Epoch = e
+// loadWithEpoch is loadProject and opt with the project's origin
+// (repository and commit) and its default epoch when no flag or
+// environment variable gave one (build.FromGit). git runs while the
+// project loads: each takes tens of milliseconds on a large project.
+func loadWithEpoch(ctx context.Context, g *Globals, opt plan.Options) (*spec.Project, plan.Options, error) {
+	dir, err := filepath.Abs(g.Dir) // as spec.Load makes p.Dir
+	if err != nil {
+		return nil, opt, err
 	}
-	opt.Origin = o
-	return opt
+	fromGit := make(chan func(), 1)
+	go func() {
+		e, o := build.FromGit(ctx, dir, g.Now)
+		fromGit <- func() {
+			if opt.Epoch == nil {
+				opt.Epoch = e
+			}
+			opt.Origin = o
+		}
+	}()
+	p, err := loadProject(g)
+	(<-fromGit)() // git may write its cache in .build/: done before returning
+	return p, opt, err
 }
 
 // offline reports whether ov must not ask registries about bases

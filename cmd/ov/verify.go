@@ -79,11 +79,10 @@ func (c *VerifyCmd) Run(g *Globals) error {
 	if err != nil {
 		return err
 	}
-	p, err := loadProject(g)
+	p, opt, err := loadWithEpoch(ctx, g, opt)
 	if err != nil {
 		return err
 	}
-	opt = withEpoch(ctx, g, p, opt)
 	family, img, err := c.plan(ctx, p, opt)
 	if err != nil {
 		return err
