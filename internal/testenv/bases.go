@@ -28,7 +28,7 @@ import (
 
 // recipe versions: bump one to rebuild that cached base everywhere.
 const (
-	debianRecipe   = "debian-bookworm-v1"
+	debianRecipe   = "debian-bookworm-v2"
 	userRecipe     = "userbase-bookworm-v1"
 	busyboxRecipe  = "busybox-v3"
 	hostCADir      = "/usr/local/share/ca-certificates"
@@ -37,6 +37,10 @@ const (
 	defaultSecMirr = "http://deb.debian.org/debian-security"
 	stdPath        = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 )
+
+// DpkgSpeedup is the dpkg config file of the Debian base that turns on
+// force-unsafe-io, named as in the published debian image.
+const DpkgSpeedup = "etc/dpkg/dpkg.cfg.d/docker-apt-speedup"
 
 // publishBases builds (or loads from cache) the base images and pushes them
 // to the registry at host, under their docker.io repository paths, and the
@@ -237,6 +241,13 @@ Components: main
 Signed-By: %s
 `, mirror, debianKeyring, security, debianKeyring)
 	if err := os.WriteFile(filepath.Join(rootfs, "etc/apt/sources.list.d/debian.sources"), []byte(sources), 0o644); err != nil {
+		return err
+	}
+	// As in the published image (debuerreotype's minimizing config): dpkg
+	// skips its fsync per unpacked file, a fifth of a big install's time
+	// here. Its other docker-* files are left out: docker-clean would empty
+	// the apt cache mounts the steps share.
+	if err := os.WriteFile(filepath.Join(rootfs, DpkgSpeedup), []byte("force-unsafe-io\n"), 0o644); err != nil {
 		return err
 	}
 	// Like the published image: no apt lists, caches, logs or host identity.

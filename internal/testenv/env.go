@@ -38,8 +38,9 @@ import (
 // Base images published into every Env's registry, under the names tests
 // (and images.yml files) use unchanged.
 const (
-	// Debian is debootstrap minbase bookworm (amd64) with ca-certificates and
-	// the host's proxy CAs; Cmd ["bash"] like the real image.
+	// Debian is debootstrap minbase bookworm (amd64) with ca-certificates,
+	// the host's proxy CAs and dpkg's force-unsafe-io (DpkgSpeedup); Cmd
+	// ["bash"] like the real image.
 	Debian = "docker.io/library/debian:bookworm"
 	// UserBase is Debian plus user ubuntu (uid/gid 1000, home /home/ubuntu).
 	UserBase = "docker.io/ovtest/userbase:bookworm"

@@ -69,6 +69,9 @@ func TestRegistryServesBases(t *testing.T) {
 			t.Errorf("debian lacks %s", p)
 		}
 	}
+	if f := snap.Files["/"+testenv.DpkgSpeedup]; f.SHA256 != sha("force-unsafe-io\n") {
+		t.Errorf("debian /%s = %+v, want force-unsafe-io as in the published image", testenv.DpkgSpeedup, f)
+	}
 	if f := snap.Files["/usr/bin/bash"]; f.Type != tar.TypeReg || f.Mode != 0o755 || f.UID != 0 {
 		t.Errorf("/usr/bin/bash = %+v, want root-owned 0755 file", f)
 	}
