@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -50,9 +51,34 @@ func layerCount(t *testing.T, ctx context.Context, host, ref string) (layers, hi
 	return n, len(rows)
 }
 
-// dockerLoad writes the layout's amd64 image as a docker archive tagged ref
-// and loads it into the daemon at host.
+// loaded maps a daemon and an OCI layout to the name the layout's image
+// was loaded under there.
+var (
+	loadedMu sync.Mutex
+	loaded   = map[[2]string]string{}
+)
+
+// dockerLoad makes ref name the layout's amd64 image in the daemon at host.
+// The first call per layout loads it, under a name no test merges; later
+// ones tag that: the Debian images take seconds to load, and four tests
+// want them.
 func dockerLoad(t *testing.T, ctx context.Context, host, layout, ref string) {
+	t.Helper()
+	loadedMu.Lock()
+	defer loadedMu.Unlock()
+	key := [2]string{host, layout}
+	src, ok := loaded[key]
+	if !ok {
+		src = "ov.test/e2e-loaded/" + filepath.Base(layout) + ":" + strconv.Itoa(len(loaded))
+		loadArchive(t, ctx, host, layout, src)
+		loaded[key] = src
+	}
+	docker(t, ctx, host, "tag", src, ref)
+}
+
+// loadArchive writes the layout's amd64 image as a docker archive tagged
+// ref and loads it into the daemon at host.
+func loadArchive(t *testing.T, ctx context.Context, host, layout, ref string) {
 	t.Helper()
 	img, err := layoutImage(layout, "linux/amd64")
 	if err != nil {
