@@ -23,6 +23,7 @@ import (
 	"github.com/moby/buildkit/exporter/containerimage/exptypes"
 	commonexptypes "github.com/moby/buildkit/exporter/exptypes"
 	gateway "github.com/moby/buildkit/frontend/gateway/client"
+	"github.com/moby/buildkit/identity"
 	"github.com/moby/buildkit/session"
 	"github.com/moby/buildkit/session/auth/authprovider"
 	"github.com/moby/buildkit/solver/errdefs"
@@ -131,6 +132,7 @@ func Build(ctx context.Context, c *client.Client, opt BuildOptions) ([]Result, e
 	if err != nil {
 		return nil, err
 	}
+	b.warm = newWarmer(ctx, c)
 	results := make([]Result, len(b.targets))
 	errs := make([]error, len(b.targets))
 	var wg sync.WaitGroup
@@ -146,6 +148,7 @@ func Build(ctx context.Context, c *client.Client, opt BuildOptions) ([]Result, e
 		}()
 	}
 	wg.Wait()
+	b.warm.close()
 	b.statuses.Wait()
 	var done []Result
 	for i, r := range results {
@@ -177,6 +180,8 @@ type builder struct {
 	done     map[string]chan struct{}
 	failed   sync.Map
 	statuses sync.WaitGroup
+	warm     *warmer
+	localID  string // the local sources' unique ID: one per Build (see marshal)
 
 	mu     sync.Mutex
 	labels map[digest.Digest]label    // every marshaled vertex with a step label
@@ -197,6 +202,7 @@ func newBuilder(opt BuildOptions) (*builder, error) {
 		labels:   map[digest.Digest]label{},
 		attach:   map[string]map[string]bool{},
 		seeAll:   map[string]map[string]bool{},
+		localID:  identity.NewID(),
 	}
 	for _, img := range opt.Family {
 		b.byName[img.Name] = img
@@ -332,7 +338,7 @@ func (b *builder) build(ctx context.Context, c *client.Client, img *plan.Image) 
 		// original.
 		var fnErr error
 		resp, err = c.Build(ctx, so, "ov", func(ctx context.Context, gc gateway.Client) (*gateway.Result, error) {
-			r, err := b.solve(ctx, gc, img, ps)
+			r, err := b.solve(ctx, gc, img, ps, so)
 			fnErr = err
 			return r, err
 		}, b.forward(logs))
@@ -417,8 +423,9 @@ func (b *builder) forward(logs *logTail) chan *client.SolveStatus {
 var errRetry = errors.New("detached-layer decisions changed: build again")
 
 // solve is the gateway build function of one target: every platform
-// compiled and solved in parallel, returned as one (multi-platform) result.
-func (b *builder) solve(ctx context.Context, gc gateway.Client, img *plan.Image, ps []ocispecs.Platform) (*gateway.Result, error) {
+// compiled and solved in parallel, returned as one (multi-platform) result
+// so is the target's solve options (its warming builds use them).
+func (b *builder) solve(ctx context.Context, gc gateway.Client, img *plan.Image, ps []ocispecs.Platform, so client.SolveOpt) (*gateway.Result, error) {
 	imports, err := gatewayCacheImports(gc.BuildOpts().Opts)
 	if err != nil {
 		return nil, err
@@ -432,7 +439,7 @@ func (b *builder) solve(ctx context.Context, gc gateway.Client, img *plan.Image,
 	var eg errgroup.Group
 	for i, p := range ps {
 		eg.Go(func() error {
-			out, ref, err := b.solveChecked(ctx, gc, img.Name, p, imports)
+			out, ref, err := b.solveChecked(ctx, gc, img.Name, p, imports, so)
 			if err != nil {
 				return err
 			}
@@ -511,15 +518,18 @@ func (b *builder) compile(ctx context.Context, gc gateway.Client, name string, p
 // step that fails on every layer before it fails the build.
 // Conflicts are rare, so the image is solved alongside the checks, not
 // after them.
-func (b *builder) solveChecked(ctx context.Context, gc gateway.Client, name string, p ocispecs.Platform, imports []gateway.CacheOptionsEntry) (*Image, gateway.Reference, error) {
+// Every layer of the image and its parents gets a warming build (warm.go).
+func (b *builder) solveChecked(ctx context.Context, gc gateway.Client, name string, p ocispecs.Platform, imports []gateway.CacheOptionsEntry, so client.SolveOpt) (*Image, gateway.Reference, error) {
 	// Decisions below compare with what this compile was given, not
 	// with b.attach and b.seeAll now: another image's solve (a child
 	// solves its parents' layers too) may have changed them meanwhile.
 	was := b.chosen()
-	out, err := b.compile(ctx, gc, name, p, was, map[string]*Image{})
+	compiled := map[string]*Image{}
+	out, err := b.compile(ctx, gc, name, p, was, compiled)
 	if err != nil {
 		return nil, nil, err
 	}
+	b.warmLayers(compiled, blobAttrs(so.Exports), so)
 	conflicts := make([][]Conflict, len(out.Checks))
 	tools := make([]*CheckTools, len(out.Checks))
 	var ref gateway.Reference
@@ -540,7 +550,7 @@ func (b *builder) solveChecked(ctx context.Context, gc gateway.Client, name stri
 		})
 	}
 	eg.Go(func() error {
-		def, err := out.State.Marshal(ctx, b.constraints()...)
+		def, err := b.marshal(ctx, out.State)
 		if err != nil {
 			return fmt.Errorf("image %q (%s): %w", name, platforms.Format(p), err)
 		}
@@ -709,17 +719,9 @@ func (b *builder) warn(msg string) {
 	}
 }
 
-// constraints apply to every vertex this build marshals.
-func (b *builder) constraints() []bk.ConstraintsOpt {
-	if b.opt.NoCache {
-		return []bk.ConstraintsOpt{bk.IgnoreCache}
-	}
-	return nil
-}
-
 // runCheck solves a check and reads its report.
 func (b *builder) runCheck(ctx context.Context, gc gateway.Client, ch Check, imports []gateway.CacheOptionsEntry) ([]Conflict, error) {
-	def, err := ch.State.Marshal(ctx, b.constraints()...)
+	def, err := b.marshal(ctx, ch.State)
 	if err != nil {
 		return nil, err
 	}
@@ -737,6 +739,20 @@ func (b *builder) runCheck(ctx context.Context, gc gateway.Client, ch Check, imp
 		return nil, fmt.Errorf("detached-layer check: %w", err)
 	}
 	return ParseConflicts(dt)
+}
+
+// marshal marshals st with the Build's local unique ID. Marshal draws a
+// new one by default, which makes a layer's local files, and every step
+// using them, different vertices in each definition: the image, its checks
+// and its warming builds would each run such a step (BuildKit finds them
+// equal only by their cache keys, once the files are transferred).
+// With NoCache every vertex ignores BuildKit's cache.
+func (b *builder) marshal(ctx context.Context, st bk.State) (*bk.Definition, error) {
+	co := []bk.ConstraintsOpt{bk.LocalUniqueID(b.localID)}
+	if b.opt.NoCache {
+		co = append(co, bk.IgnoreCache)
+	}
+	return st.Marshal(ctx, co...)
 }
 
 // record remembers which step each vertex of a definition belongs to.
