@@ -31,6 +31,11 @@ func (c *BuildCmd) checkVerify() error {
 	return nil
 }
 
+// verifyTemp is the prefix of the temporary directory both verify commands
+// build into under .build/: a name the build lock's sweep removes, should
+// the run be killed.
+const verifyTemp = ".verify.tmp-"
+
 // verify is ov build --verify (see llb.Verify): every difference between
 // the detached and the one-chain build of the targets is printed with the
 // layers that wrote the path and the depends line that would fix it.
@@ -38,7 +43,7 @@ func (c *BuildCmd) verify(ctx context.Context, g *Globals, bc *client.Client, di
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	tmp, err := os.MkdirTemp(dir, "verify-")
+	tmp, err := os.MkdirTemp(dir, verifyTemp)
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/overthink/ov/internal/builddir"
 	"github.com/overthink/ov/llb"
 	"github.com/overthink/ov/plan"
 )
@@ -33,5 +34,13 @@ func TestFormatDifference(t *testing.T) {
 	d.Fix = llb.Fix{Layer: "q", Candidates: []string{"a", "b"}}
 	if got := formatDifference(img, d); !strings.HasSuffix(got, "  fix: layer q reads a file of a layer it does not depend on, one of: a, b; add it to layers/q/layer.yml: depends\n") {
 		t.Errorf("candidates:\n%s", got)
+	}
+}
+
+// TestVerifyTempIsSwept: what a killed verify leaves under .build/ is a
+// temporary name, which the next build's lock sweeps away.
+func TestVerifyTempIsSwept(t *testing.T) {
+	if !builddir.IsTemp(verifyTemp + "123") {
+		t.Errorf("%q is not a name builddir sweeps", verifyTemp+"123")
 	}
 }

@@ -114,7 +114,7 @@ func (c *VerifyCmd) Run(g *Globals) error {
 		return err
 	}
 	defer lock.Unlock()
-	tmp, err := os.MkdirTemp(filepath.Join(p.Dir, builddir.Dir), ".verify.tmp-")
+	tmp, err := os.MkdirTemp(filepath.Join(p.Dir, builddir.Dir), verifyTemp)
 	if err != nil {
 		return err
 	}
