@@ -11,6 +11,7 @@ import (
 
 	"github.com/containerd/platforms"
 	"github.com/moby/buildkit/exporter/containerimage/exptypes"
+	digest "github.com/opencontainers/go-digest"
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sync/errgroup"
 
@@ -258,6 +259,18 @@ func Decisions(dir string, family []*plan.Image) map[string]llb.Decided {
 	for _, img := range family {
 		if d := decided(explain.Read(dir, img.Name)); len(d.Attached)+len(d.SeeAll) > 0 {
 			out[img.Name] = d
+		}
+	}
+	return out
+}
+
+// Bases are the digests family's external bases resolved to in their
+// last builds (llb.BuildOptions.Bases), by reference.
+func Bases(dir string, family []*plan.Image) map[string]digest.Digest {
+	out := map[string]digest.Digest{}
+	for _, img := range family {
+		if rec := explain.Read(dir, img.Name); img.External != "" && rec != nil && !rec.Parent && rec.Base == img.External && rec.Digest != "" {
+			out[img.External] = digest.Digest(rec.Digest)
 		}
 	}
 	return out

@@ -83,6 +83,10 @@ type BuildOptions struct {
 	// has the Dockerfile frontend put on its vertices). ov verify's
 	// rebuild.
 	NoCache bool
+	// Bases pins external bases (as the plan names them) to a digest: the
+	// one a build recorded, for ov verify's rebuild of it, where the tag
+	// may have moved since.
+	Bases map[string]digest.Digest
 }
 
 // Decided is what the detached-layer checks decided for one image.
@@ -501,7 +505,7 @@ func (b *builder) compile(ctx context.Context, gc gateway.Client, name string, p
 			return nil, err
 		}
 	}
-	out, err := Compile(ctx, img, p, Options{Resolver: b.resolver.with(gc), Parent: parent, Linear: b.opt.Linear, Attach: ch.attach[name], SeeAll: ch.seeAll[name]})
+	out, err := Compile(ctx, img, p, Options{Resolver: b.resolver.with(pinned(gc, b.opt.Bases)), Parent: parent, Linear: b.opt.Linear, Attach: ch.attach[name], SeeAll: ch.seeAll[name]})
 	if err != nil {
 		return nil, err
 	}
@@ -971,6 +975,29 @@ func (c *resolveCache) with(r bk.ImageMetaResolver) bk.ImageMetaResolver {
 			c.mu.Unlock()
 		}
 		return e.ref, e.dgst, e.cfg, e.err
+	})
+}
+
+// pinned resolves the references in bases by their digest.
+func pinned(r bk.ImageMetaResolver, bases map[string]digest.Digest) bk.ImageMetaResolver {
+	if len(bases) == 0 {
+		return r
+	}
+	pins := map[string]digest.Digest{}
+	for ref, d := range bases {
+		if named, err := reference.ParseNormalizedNamed(ref); err == nil {
+			pins[reference.TagNameOnly(named).String()] = d
+		}
+	}
+	return resolverFunc(func(ctx context.Context, ref string, opt sourceresolver.Opt) (string, digest.Digest, []byte, error) {
+		if d, ok := pins[ref]; ok {
+			if named, err := reference.ParseNormalizedNamed(ref); err == nil {
+				if at, err := reference.WithDigest(named, d); err == nil {
+					ref = at.String()
+				}
+			}
+		}
+		return r.ResolveImageConfig(ctx, ref, opt)
 	})
 }
 

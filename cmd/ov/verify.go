@@ -119,7 +119,9 @@ func (c *VerifyCmd) Run(g *Globals) error {
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	got, err := c.rebuild(ctx, g, family, build.Decisions(p.Dir, family), want, filepath.Join(tmp, c.Image))
+	// As last built: the checks' decisions, and the bases' digests (the
+	// tags may have moved since).
+	got, err := c.rebuild(ctx, g, llb.BuildOptions{Family: family, Decided: build.Decisions(p.Dir, family), Bases: build.Bases(p.Dir, family)}, want, filepath.Join(tmp, c.Image))
 	if err != nil {
 		return err
 	}
@@ -265,8 +267,8 @@ func version(img v1.Image) string {
 
 // rebuild builds the image for want's platforms with no cache, arranged
 // as its recorded build (detached-layer decisions, merge), into the OCI
-// layout out.
-func (c *VerifyCmd) rebuild(ctx context.Context, g *Globals, family []*plan.Image, decided map[string]llb.Decided, want []imagediff.Manifest, out string) ([]imagediff.Manifest, error) {
+// layout out. opt holds the family, the decisions and the pinned bases.
+func (c *VerifyCmd) rebuild(ctx context.Context, g *Globals, opt llb.BuildOptions, want []imagediff.Manifest, out string) ([]imagediff.Manifest, error) {
 	var ps []ocispecs.Platform
 	for _, m := range want {
 		p, err := platforms.Parse(m.Platform)
@@ -284,17 +286,11 @@ func (c *VerifyCmd) rebuild(ctx context.Context, g *Globals, family []*plan.Imag
 	if err != nil {
 		return nil, err
 	}
-	_, err = llb.Build(ctx, bc, llb.BuildOptions{
-		Family:    family,
-		Targets:   []string{c.Image},
-		Platforms: ps,
-		Exporter:  c.MergeFlags.exporter([]export.Dest{export.OCILayoutAt(func(*plan.Image) string { return out })}),
-		Status:    prog.status,
-		Warn:      prog.warn,
-		Linear:    c.NoDetach,
-		Decided:   decided,
-		NoCache:   true,
-	})
+	opt.Targets, opt.Platforms = []string{c.Image}, ps
+	opt.Exporter = c.MergeFlags.exporter([]export.Dest{export.OCILayoutAt(func(*plan.Image) string { return out })})
+	opt.Status, opt.Warn = prog.status, prog.warn
+	opt.Linear, opt.NoCache = c.NoDetach, true
+	_, err = llb.Build(ctx, bc, opt)
 	prog.done(g.Stderr)
 	if err != nil {
 		if ctx.Err() != nil {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/overthink/ov/internal/testenv"
@@ -71,6 +72,57 @@ func TestVerify(t *testing.T) {
 	}
 	if desc, err := remote.Get(ref); err != nil || !desc.MediaType.IsIndex() {
 		t.Errorf("the pushed image %v (%v): want an index with the attestation", desc, err)
+	}
+}
+
+// ov verify rebuilds on the base digest the build recorded: the base's tag
+// moved since (a new config under it) and the image is still reproducible.
+func TestVerifyPinsBase(t *testing.T) {
+	testenv.SkipShort(t, "ov build and ov verify on buildkitd")
+	envFlags := buildEnv(t)
+	env := testenv.Get(t)
+	src, err := name.ParseReference(env.Registry+"/library/busybox:latest", name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := name.ParseReference(env.Registry+"/pinned/base:1", name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := remote.Image(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(base, img); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	testenv.WriteFiles(t, dir, map[string]string{
+		"images.yml": "defaults:\n  registry: ov.test\nimages:\n  bb:\n    base: \"" + base.String() + "\"\n    pkg: rpm\n    platforms: [linux/amd64]\n    layers: [stamp]\n",
+		"layers/stamp/root.yml": "version: '3'\ntasks:\n  install:\n    cmds:\n      - echo stamp > /stamp.txt\n",
+	})
+	gitCommit(t, dir, 1700000000)
+	if _, stderr, code := ov(t, append([]string{"-C", dir, "build", "--progress", "quiet"}, envFlags...)...); code != 0 {
+		t.Fatalf("ov build: exit %d:\n%s", code, stderr)
+	}
+	want := layoutDigest(t, filepath.Join(dir, ".build", "oci", "bb"))
+
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf = cf.DeepCopy()
+	cf.Config.Env = append(cf.Config.Env, "MOVED=1")
+	moved, err := mutate.ConfigFile(img, cf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(base, moved); err != nil {
+		t.Fatal(err)
+	}
+	stdout, stderr, code := ov(t, append([]string{"-C", dir, "verify", "bb", "--progress", "quiet"}, envFlags...)...)
+	if code != 0 || stdout != "reproducible: bb linux/amd64 "+want+"\n" {
+		t.Fatalf("ov verify bb after the base moved: exit %d, stdout %q (want %s), stderr:\n%s", code, stdout, want, stderr)
 	}
 }
 
