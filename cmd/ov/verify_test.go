@@ -98,7 +98,7 @@ func TestVerifyPinsBase(t *testing.T) {
 	}
 	dir := t.TempDir()
 	testenv.WriteFiles(t, dir, map[string]string{
-		"images.yml": "defaults:\n  registry: ov.test\nimages:\n  bb:\n    base: \"" + base.String() + "\"\n    pkg: rpm\n    platforms: [linux/amd64]\n    layers: [stamp]\n",
+		"images.yml":            "defaults:\n  registry: ov.test\nimages:\n  bb:\n    base: \"" + base.String() + "\"\n    pkg: rpm\n    platforms: [linux/amd64]\n    layers: [stamp]\n",
 		"layers/stamp/root.yml": "version: '3'\ntasks:\n  install:\n    cmds:\n      - echo stamp > /stamp.txt\n",
 	})
 	gitCommit(t, dir, 1700000000)
