@@ -293,3 +293,25 @@ func grpcCause(err error) error {
 	}
 	return errors.New(msg)
 }
+
+// OnThisHost reports whether the builder at addr runs on this machine: a
+// unix socket, or TCP to a loopback address. What it exports then reaches
+// ov without crossing a network (see export.Encoding).
+func OnThisHost(addr string) bool {
+	u, err := url.Parse(addr)
+	if err != nil {
+		return false
+	}
+	switch u.Scheme {
+	case "unix":
+		return true
+	case "tcp":
+		host := u.Hostname()
+		if host == "localhost" {
+			return true
+		}
+		ip := net.ParseIP(host)
+		return ip != nil && ip.IsLoopback()
+	}
+	return false
+}

@@ -153,3 +153,20 @@ func TestPermissionDenied(t *testing.T) {
 	err := classify("unix://"+sock, false, &net.OpError{Op: "dial", Net: "unix", Err: os.NewSyscallError("connect", syscall.EACCES)})
 	mustContain(t, err, "permission denied on buildkitd socket "+sock, "run as root or add yourself to the group owning "+sock)
 }
+
+func TestOnThisHost(t *testing.T) {
+	for addr, want := range map[string]bool{
+		"unix:///run/buildkit/buildkitd.sock": true,
+		"tcp://127.0.0.1:1234":                true,
+		"tcp://[::1]:1234":                    true,
+		"tcp://localhost:1234":                true,
+		"tcp://10.0.0.5:1234":                 false,
+		"tcp://buildkit.example:1234":         false,
+		"ssh://user@host":                     false,
+		"::bad":                               false,
+	} {
+		if got := OnThisHost(addr); got != want {
+			t.Errorf("OnThisHost(%q) = %v, want %v", addr, got, want)
+		}
+	}
+}

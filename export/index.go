@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
@@ -36,11 +37,26 @@ const (
 // annotations) otherwise kept. Attestations of a merged image are dropped:
 // their statements name the unmerged image's digest.
 func (m *indexMerger) index(ctx context.Context, idx v1.ImageIndex) (v1.ImageIndex, error) {
+	return rewriteIndex(ctx, idx, indexRewrite{image: m.image})
+}
+
+// indexRewrite says how rewriteIndex rewrites an index's images.
+type indexRewrite struct {
+	// image rewrites the image of descriptor d.
+	image func(ctx context.Context, img v1.Image, d v1.Descriptor) (v1.Image, error)
+	// attestation rewrites the attestation manifest att of an image whose
+	// digest became image; nil drops such attestations.
+	attestation func(ctx context.Context, att v1.Image, old, image v1.Hash) (v1.Image, error)
+}
+
+// rewriteIndex returns idx with its images rewritten by rw, descriptors
+// (platform, annotations) otherwise kept; attestations follow their images.
+func rewriteIndex(ctx context.Context, idx v1.ImageIndex, rw indexRewrite) (v1.ImageIndex, error) {
 	im, err := idx.IndexManifest()
 	if err != nil {
 		return nil, fmt.Errorf("merge: %w", err)
 	}
-	changed := map[string]bool{} // image digests the merge changed
+	changed := map[string]v1.Hash{} // image digests rewritten: the old one to the new
 	adds := make([]*mutate.IndexAddendum, len(im.Manifests))
 	for i, d := range im.Manifests {
 		var out mutate.Appendable
@@ -52,7 +68,7 @@ func (m *indexMerger) index(ctx context.Context, idx v1.ImageIndex) (v1.ImageInd
 			if err != nil {
 				return nil, fmt.Errorf("merge: %w", err)
 			}
-			if out, err = m.index(ctx, sub); err != nil {
+			if out, err = rewriteIndex(ctx, sub, rw); err != nil {
 				return nil, err
 			}
 		case d.MediaType.IsImage():
@@ -60,7 +76,7 @@ func (m *indexMerger) index(ctx context.Context, idx v1.ImageIndex) (v1.ImageInd
 			if err != nil {
 				return nil, fmt.Errorf("merge: %w", err)
 			}
-			if out, err = m.image(ctx, img, d); err != nil {
+			if out, err = rw.image(ctx, img, d); err != nil {
 				return nil, err
 			}
 		default:
@@ -71,12 +87,16 @@ func (m *indexMerger) index(ctx context.Context, idx v1.ImageIndex) (v1.ImageInd
 			return nil, err
 		}
 		if h, _ := out.Digest(); h != d.Digest {
-			changed[d.Digest.String()] = true
+			changed[d.Digest.String()] = h
 		}
 		adds[i] = a
 	}
 	for i, d := range im.Manifests {
-		if d.Annotations[refType] == "" || changed[d.Annotations[refDigest]] {
+		if d.Annotations[refType] == "" {
+			continue
+		}
+		to, moved := changed[d.Annotations[refDigest]]
+		if moved && rw.attestation == nil {
 			continue
 		}
 		if !d.MediaType.IsImage() {
@@ -86,7 +106,19 @@ func (m *indexMerger) index(ctx context.Context, idx v1.ImageIndex) (v1.ImageInd
 		if err != nil {
 			return nil, fmt.Errorf("merge: %w", err)
 		}
-		if adds[i], err = addendum(img, d); err != nil {
+		var out v1.Image = img
+		if moved {
+			old, err := v1.NewHash(d.Annotations[refDigest])
+			if err != nil {
+				return nil, fmt.Errorf("attestation %s: %w", d.Digest, err)
+			}
+			if out, err = rw.attestation(ctx, img, old, to); err != nil {
+				return nil, err
+			}
+			d.Annotations = maps.Clone(d.Annotations)
+			d.Annotations[refDigest] = to.String()
+		}
+		if adds[i], err = addendum(out, d); err != nil {
 			return nil, err
 		}
 	}

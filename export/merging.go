@@ -35,11 +35,18 @@ const MergeSummaryKey = "ov.merge"
 // unchanged blobs are hard-linked, not copied), else in os.TempDir(), and is
 // removed on success, failure and cancellation.
 func Merging(maxBytes func(img *plan.Image) int64, dests ...Dest) Exporter {
-	return &merging{maxBytes: maxBytes, dests: dests}
+	return MergingOr(maxBytes, Multi(dests...), dests...)
+}
+
+// MergingOr is Merging that exports the images it does not merge with
+// unmerged (Multi of dests, or Encoding to them).
+func MergingOr(maxBytes func(img *plan.Image) int64, unmerged Exporter, dests ...Dest) Exporter {
+	return &merging{maxBytes: maxBytes, unmerged: unmerged, dests: dests}
 }
 
 type merging struct {
 	maxBytes func(*plan.Image) int64
+	unmerged Exporter
 	dests    []Dest
 
 	// Groups merged for one image are reused by the others exporting at
@@ -77,7 +84,7 @@ func (m *merging) release() {
 func (m *merging) Prepare(ctx context.Context, img *plan.Image, ps []ocispecs.Platform) (Export, error) {
 	max := m.maxBytes(img)
 	if max <= 0 {
-		return Multi(m.dests...).Prepare(ctx, img, ps)
+		return m.unmerged.Prepare(ctx, img, ps)
 	}
 	if len(m.dests) == 0 {
 		return nil, errors.New("merge: no destination")

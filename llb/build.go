@@ -16,6 +16,7 @@ import (
 	"github.com/containerd/platforms"
 	"github.com/distribution/reference"
 	"github.com/docker/cli/cli/config"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	controlapi "github.com/moby/buildkit/api/services/control"
 	"github.com/moby/buildkit/client"
 	bk "github.com/moby/buildkit/client/llb"
@@ -278,6 +279,27 @@ func (b *builder) waitParents(ctx context.Context, img *plan.Image) error {
 	return nil
 }
 
+// baseLayers are the diffIDs of each platform's base image in a solve's
+// result (none for scratch), by platforms.FormatAll.
+func baseLayers(r *gateway.Result, ps []ocispecs.Platform) map[string][]v1.Hash {
+	out := map[string][]v1.Hash{}
+	for _, p := range ps {
+		key := exptypes.ExporterImageBaseConfigKey
+		if len(ps) > 1 {
+			key += "/" + platforms.FormatAll(p)
+		}
+		var cfg struct {
+			RootFS struct {
+				DiffIDs []v1.Hash `json:"diff_ids"`
+			} `json:"rootfs"`
+		}
+		if json.Unmarshal(r.Metadata[key], &cfg) == nil {
+			out[platforms.FormatAll(p)] = cfg.RootFS.DiffIDs
+		}
+	}
+	return out
+}
+
 type parentError struct{ image, parent string }
 
 func (e *parentError) Error() string {
@@ -344,6 +366,9 @@ func (b *builder) build(ctx context.Context, c *client.Client, img *plan.Image) 
 		resp, err = c.Build(ctx, so, "ov", func(ctx context.Context, gc gateway.Client) (*gateway.Result, error) {
 			r, err := b.solve(ctx, gc, img, ps, so)
 			fnErr = err
+			if bl, ok := exp.(export.BaseLayers); ok && err == nil {
+				bl.SetBaseLayers(baseLayers(r, ps))
+			}
 			return r, err
 		}, b.forward(logs))
 		if err == nil {
@@ -369,9 +394,10 @@ func (b *builder) build(ctx context.Context, c *client.Client, img *plan.Image) 
 // annotations on every manifest, and its epoch: the config's created time
 // and the history times set to it (those of the base kept), and every
 // file of the image's own layers no newer than it (rewrite-timestamp), so
-// that the layers do not carry the build's time. An epoch of now changes
-// nothing BuildKit would not do by itself (but rewrite every layer): it
-// adds nothing.
+// that the layers do not carry the build's time (unless the entry says
+// itself: export.Encoding clamps them on ov's side). An epoch of now
+// changes nothing BuildKit would not do by itself (but rewrite every
+// layer): it adds nothing.
 func ExportAttrs(entries []client.ExportEntry, img *plan.Image) []client.ExportEntry {
 	out := make([]client.ExportEntry, len(entries))
 	for i, x := range entries {
@@ -383,7 +409,9 @@ func ExportAttrs(entries []client.ExportEntry, img *plan.Image) []client.ExportE
 			x.Attrs[exptypes.AnnotationManifestKey(nil, k)] = v
 		}
 		if e := img.Epoch; e != nil && !e.Now {
-			x.Attrs[string(exptypes.OptKeyRewriteTimestamp)] = "true"
+			if _, own := x.Attrs[string(exptypes.OptKeyRewriteTimestamp)]; !own {
+				x.Attrs[string(exptypes.OptKeyRewriteTimestamp)] = "true"
+			}
 			x.Attrs[string(commonexptypes.OptKeySourceDateEpoch)] = strconv.FormatInt(e.Unix, 10)
 		}
 		out[i] = x

@@ -719,6 +719,11 @@ func TestCompileEpoch(t *testing.T) {
 	if got[0].Attrs["name"] != "x" || len(entries[0].Attrs) != 1 {
 		t.Errorf("attrs: %v, the caller's changed to %v", got[0].Attrs, entries[0].Attrs)
 	}
+	// An entry that says itself (export.Encoding clamps on ov's side).
+	own := []client.ExportEntry{{Type: client.ExporterOCI, Attrs: map[string]string{"rewrite-timestamp": "false"}}}
+	if x := ExportAttrs(own, &plan.Image{Epoch: &plan.Epoch{Unix: 42}})[0]; x.Attrs["rewrite-timestamp"] != "false" || x.Attrs["source-date-epoch"] != "42" {
+		t.Errorf("entry with its own rewrite-timestamp: attrs %v", x.Attrs)
+	}
 	for _, e := range []*plan.Epoch{nil, {Unix: 42, Now: true}} {
 		if n := ExportAttrs(entries, &plan.Image{Epoch: e}); n[0].Attrs["rewrite-timestamp"] != "" {
 			t.Errorf("epoch %+v: attrs %v", e, n[0].Attrs)

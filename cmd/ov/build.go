@@ -183,12 +183,16 @@ func (c *BuildCmd) Run(g *Globals) error {
 		}
 	}
 
+	store, err := encodingStore(p.Dir, addr)
+	if err != nil {
+		return err
+	}
 	prog, err := c.startProgress(ctx, g)
 	if err != nil {
 		return err
 	}
 	rep, err := prep.Run(ctx, bc, llb.BuildOptions{
-		Exporter:       c.exporter(exps),
+		Exporter:       c.exporter(exps, store),
 		CacheImports:   imports,
 		CacheExports:   exports,
 		Status:         prog.status,

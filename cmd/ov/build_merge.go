@@ -1,7 +1,13 @@
 package main
 
 import (
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/overthink/ov/builder"
 	"github.com/overthink/ov/export"
+	"github.com/overthink/ov/internal/builddir"
 	"github.com/overthink/ov/llb"
 	"github.com/overthink/ov/plan"
 	"github.com/overthink/ov/spec"
@@ -41,12 +47,39 @@ func (f MergeFlags) maxBytes(img *plan.Image) int64 {
 }
 
 // exporter sends what is merged through export.Merging, so the outputs get
-// the merged image straight from the build.
-func (f MergeFlags) exporter(dests []export.Dest) export.Exporter {
-	if f.NoMerge {
-		return export.Multi(dests...)
+// the merged image straight from the build; what is not merged goes
+// through export.Encoding when store is not nil (see encodingStore).
+func (f MergeFlags) exporter(dests []export.Dest, store *export.Store) export.Exporter {
+	plain := export.Multi(dests...)
+	if store != nil {
+		plain = export.Encoding(store, dests...)
 	}
-	return export.Merging(f.maxBytes, dests...)
+	if f.NoMerge {
+		return plain
+	}
+	return export.MergingOr(f.maxBytes, plain, dests...)
+}
+
+// storeMaxAge is how long the export store keeps what no build used.
+const storeMaxAge = 7 * 24 * time.Hour
+
+// encodingStore is the export store of the project at dir when the
+// builder at addr runs on this host (export.Encoding: ov encodes the
+// layers), nil otherwise (BuildKit encodes and sends them itself, and
+// nothing crosses the network uncompressed). The caller holds the build
+// directory's lock.
+func encodingStore(dir, addr string) (*export.Store, error) {
+	if !builder.OnThisHost(addr) {
+		return nil, nil
+	}
+	s, err := export.OpenStore(filepath.Join(dir, filepath.FromSlash(builddir.ExportStore)))
+	if err != nil {
+		return nil, err
+	}
+	if err := s.Sweep(storeMaxAge); err != nil {
+		return nil, fmt.Errorf("export store: %w", err)
+	}
+	return s, nil
 }
 
 // mergeNote is what the "built" line says about a merge.

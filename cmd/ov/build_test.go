@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 
+	"github.com/overthink/ov/internal/builddir"
 	"github.com/overthink/ov/internal/testenv"
 )
 
@@ -85,6 +86,9 @@ func TestBuildCommand(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(dir, ".build", "oci", "tiny")); !os.IsNotExist(err) {
 			t.Errorf("the parent, built only into its child, was exported: %v", err)
 		}
+		// The builder is on this host: ov wrote the layers (export.Encoding)
+		// and left no temp dir behind.
+		assertEncoded(t, dir)
 	})
 
 	// Writing an OCI layout has containerd log through logrus (here, on a
@@ -124,6 +128,7 @@ func TestBuildCommand(t *testing.T) {
 				t.Errorf("failed build left %d entries in %s", len(ents), out)
 			}
 		}
+		assertEncoded(t, dir)
 	})
 
 	t.Run("dry run", func(t *testing.T) {
@@ -242,5 +247,26 @@ func TestBuildUpToDatePerImage(t *testing.T) {
 		if !slices.Equal(built, step.built) || !slices.Equal(upToDate, step.upToDate) {
 			t.Errorf("ov build %q: built %q, up to date %q; want %q, %q", step.images, built, upToDate, step.built, step.upToDate)
 		}
+	}
+}
+
+// assertEncoded fails unless the project at dir has layers ov encoded in
+// its export store and no export's temp dir.
+func assertEncoded(t *testing.T, dir string) {
+	t.Helper()
+	ents, err := os.ReadDir(filepath.Join(dir, filepath.FromSlash(builddir.ExportStore), "encoded"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), ".") {
+			t.Errorf("left behind in the export store: %s", e.Name())
+			continue
+		}
+		n++
+	}
+	if n == 0 {
+		t.Error("no layer encoded by ov: the build did not go through export.Encoding")
 	}
 }

@@ -121,7 +121,7 @@ func (c *VerifyCmd) Run(g *Globals) error {
 	defer os.RemoveAll(tmp)
 	// As last built: the checks' decisions, and the bases' digests (the
 	// tags may have moved since).
-	got, err := c.rebuild(ctx, g, llb.BuildOptions{Family: family, Decided: build.Decisions(p.Dir, family), Bases: build.Bases(p.Dir, family)}, want, filepath.Join(tmp, c.Image))
+	got, err := c.rebuild(ctx, g, p.Dir, llb.BuildOptions{Family: family, Decided: build.Decisions(p.Dir, family), Bases: build.Bases(p.Dir, family)}, want, filepath.Join(tmp, c.Image))
 	if err != nil {
 		return err
 	}
@@ -267,8 +267,9 @@ func version(img v1.Image) string {
 
 // rebuild builds the image for want's platforms with no cache, arranged
 // as its recorded build (detached-layer decisions, merge), into the OCI
-// layout out. opt holds the family, the decisions and the pinned bases.
-func (c *VerifyCmd) rebuild(ctx context.Context, g *Globals, opt llb.BuildOptions, want []imagediff.Manifest, out string) ([]imagediff.Manifest, error) {
+// layout out, its layers encoded as ov build encodes them (encodingStore).
+// opt holds the family, the decisions and the pinned bases.
+func (c *VerifyCmd) rebuild(ctx context.Context, g *Globals, dir string, opt llb.BuildOptions, want []imagediff.Manifest, out string) ([]imagediff.Manifest, error) {
 	var ps []ocispecs.Platform
 	for _, m := range want {
 		p, err := platforms.Parse(m.Platform)
@@ -277,17 +278,21 @@ func (c *VerifyCmd) rebuild(ctx context.Context, g *Globals, opt llb.BuildOption
 		}
 		ps = append(ps, p)
 	}
-	bc, _, err := c.connectAddr(ctx, g)
+	bc, addr, err := c.connectAddr(ctx, g)
 	if err != nil {
 		return nil, err
 	}
 	defer bc.Close()
+	store, err := encodingStore(dir, addr)
+	if err != nil {
+		return nil, err
+	}
 	prog, err := startProgress(ctx, g, c.Progress)
 	if err != nil {
 		return nil, err
 	}
 	opt.Targets, opt.Platforms = []string{c.Image}, ps
-	opt.Exporter = c.MergeFlags.exporter([]export.Dest{export.OCILayoutAt(func(*plan.Image) string { return out })})
+	opt.Exporter = c.MergeFlags.exporter([]export.Dest{export.OCILayoutAt(func(*plan.Image) string { return out })}, store)
 	opt.Status, opt.Warn = prog.status, prog.warn
 	opt.Linear, opt.NoCache = c.NoDetach, true
 	_, err = llb.Build(ctx, bc, opt)

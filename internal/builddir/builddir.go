@@ -23,6 +23,10 @@ import (
 // Dir is the directory, relative to the project, that ov owns.
 const Dir = ".build"
 
+// ExportStore is ov's export store (export.Store: layers as BuildKit sent
+// them, and as ov encoded them), relative to the project.
+const ExportStore = Dir + "/blobs"
+
 // MaxRead bounds what ReadFile reads: ov's own files are far smaller.
 const MaxRead = 64 << 20
 

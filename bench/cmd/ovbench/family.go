@@ -13,6 +13,7 @@ import (
 	"github.com/moby/buildkit/client"
 
 	"github.com/overthink/ov/bench"
+	"github.com/overthink/ov/internal/builddir"
 	"github.com/overthink/ov/internal/testenv"
 )
 
@@ -236,10 +237,13 @@ func (f *family) merge(ctx context.Context) (time.Duration, error) {
 	return total, nil
 }
 
-// prune empties buildkitd's cache: build results, cache mounts, pulled
-// bases.
+// prune empties buildkitd's cache (build results, cache mounts, pulled
+// bases) and ov's export store, so neither contender finds a layer made.
 func (f *family) prune(ctx context.Context) error {
 	if err := f.bc.Prune(ctx, nil, client.PruneAll); err != nil {
+		return fmt.Errorf("prune: %w", err)
+	}
+	if err := os.RemoveAll(filepath.Join(f.dir, filepath.FromSlash(builddir.ExportStore))); err != nil {
 		return fmt.Errorf("prune: %w", err)
 	}
 	return nil
