@@ -128,18 +128,18 @@ func (x *encodeExport) Commit(ctx context.Context, resp *client.SolveResponse) e
 		return fmt.Errorf("export: reading BuildKit's export: %w", err)
 	}
 	enc := &imageEncoder{store: x.exp.store, enc: x.enc, base: x.base, done: map[v1.Hash]v1.Image{}}
+	done := phase(ctx, "encoding layers")
 	out, err := rewriteIndex(ctx, idx, indexRewrite{image: enc.image, attestation: resubject})
+	var src string
+	if err == nil {
+		src, err = x.linked(out)
+	}
+	done(err)
 	if err != nil {
 		return fmt.Errorf("export: %w", err)
 	}
-	src, err := x.linked(out)
-	if err != nil {
+	if err := deliver(ctx, x.exp.dests, x.img, out, src); err != nil {
 		return err
-	}
-	for _, d := range x.exp.dests {
-		if err := d.Deliver(ctx, x.img, out, src); err != nil {
-			return err
-		}
 	}
 	return describe(resp.ExporterResponse, out)
 }

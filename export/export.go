@@ -50,6 +50,8 @@ type Dest interface {
 	// Deliver publishes idx. Its unchanged blobs are also in the OCI layout
 	// at src, for hard links.
 	Deliver(ctx context.Context, img *plan.Image, idx v1.ImageIndex, src string) error
+	// Describe says what Deliver does with img, for the progress.
+	Describe(img *plan.Image) string
 	// Holds reports whether the destination still has img as built
 	// exported it, under img's current tags; where that takes only a new
 	// name for what is there (a new tag in the registry or the engine, a
@@ -72,6 +74,10 @@ var (
 	_ Dest     = load{}
 	_ Exporter = multi{}
 	_ Exporter = (*merging)(nil)
+	_ Exporter = (*encodingExp)(nil)
+
+	_ BaseLayers = (*encodeExport)(nil)
+	_ BaseLayers = multiExport(nil)
 )
 
 // Multi exports to every exporter at once (one solve, several exports).
@@ -115,6 +121,15 @@ func (m multiExport) Commit(ctx context.Context, resp *client.SolveResponse) err
 		}
 	}
 	return nil
+}
+
+// SetBaseLayers tells the exports that need it (BaseLayers).
+func (m multiExport) SetBaseLayers(base map[string][]v1.Hash) {
+	for _, x := range m {
+		if bl, ok := x.(BaseLayers); ok {
+			bl.SetBaseLayers(base)
+		}
+	}
 }
 
 func (m multiExport) Abort() {

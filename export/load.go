@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"sync"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -96,6 +97,10 @@ func (l load) Check(img *plan.Image, ps []ocispecs.Platform) error {
 }
 
 func (load) Scratch(*plan.Image) string { return "" }
+
+func (l load) Describe(img *plan.Image) string {
+	return l.engine.Name() + " load " + strings.Join(img.Tags, ", ")
+}
 
 // Deliver streams the image into `<engine> load` as a docker archive
 // carrying every tag; an interrupted stream loads nothing.

@@ -160,14 +160,14 @@ func (x *mergeExport) Commit(ctx context.Context, resp *client.SolveResponse) er
 		opts = append(opts, merge.WithoutCompression())
 	}
 	im := &indexMerger{max: x.max, opts: opts, done: map[v1.Hash]v1.Image{}}
+	done := phase(ctx, "merging layers")
 	merged, err := im.index(ctx, idx)
+	done(err)
 	if err != nil {
 		return err
 	}
-	for _, d := range x.dests {
-		if err := d.Deliver(ctx, x.img, merged, x.src); err != nil {
-			return err
-		}
+	if err := deliver(ctx, x.dests, x.img, merged, x.src); err != nil {
+		return err
 	}
 	if resp != nil {
 		if resp.ExporterResponse == nil {

@@ -62,6 +62,7 @@ func (x *fileExport) Abort() {
 
 func (o ociArchive) Check(*plan.Image, []ocispecs.Platform) error { return nil }
 func (o ociArchive) Scratch(img *plan.Image) string               { return filepath.Dir(o.path(img)) }
+func (o ociArchive) Describe(img *plan.Image) string              { return "writing OCI archive " + o.path(img) }
 
 // Deliver writes the layout to a temp dir, tars it into a temp file and
 // renames that into place.

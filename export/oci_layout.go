@@ -67,6 +67,7 @@ func (d *dirExport) Abort() { os.RemoveAll(d.tmp) }
 
 func (o ociLayout) Check(*plan.Image, []ocispecs.Platform) error { return nil }
 func (o ociLayout) Scratch(img *plan.Image) string               { return filepath.Dir(o.path(img)) }
+func (o ociLayout) Describe(img *plan.Image) string              { return "writing OCI layout " + o.path(img) }
 
 // Deliver writes the layout next to its destination and renames it into
 // place, as the BuildKit export does.

@@ -3,6 +3,7 @@ package export
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -38,6 +39,8 @@ func (push) Check(img *plan.Image, _ []ocispecs.Platform) error {
 }
 
 func (push) Scratch(*plan.Image) string { return "" }
+
+func (push) Describe(img *plan.Image) string { return "pushing " + strings.Join(img.Tags, ", ") }
 
 // Deliver pushes the image (or multi-platform index) under every tag, with
 // the docker config's credentials, as BuildKit's push does. Loopback

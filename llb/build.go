@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/containerd/platforms"
 	"github.com/distribution/reference"
@@ -382,7 +383,7 @@ func (b *builder) build(ctx context.Context, c *client.Client, img *plan.Image) 
 		}
 		return res, b.explain(img.Name, err, logs)
 	}
-	if err := exp.Commit(ctx, resp); err != nil {
+	if err := exp.Commit(export.WithProgress(ctx, b.progress(img.Name)), resp); err != nil {
 		return res, fmt.Errorf("image %q: %w", img.Name, err)
 	}
 	committed = true
@@ -429,6 +430,27 @@ func attestAttrs(mode string) map[string]string {
 		attrs["attest:provenance"] = "mode=" + mode
 	}
 	return attrs
+}
+
+// progress shows the export's phases on ov's side (encoding, pushing,
+// loading) as vertices of their own, after BuildKit's export of image.
+func (b *builder) progress(image string) export.Progress {
+	return func(name string) func(error) {
+		if b.opt.Status == nil {
+			return func(error) {}
+		}
+		start := time.Now()
+		v := client.Vertex{Digest: digest.FromString(identity.NewID()), Name: "[" + image + "] " + name, Started: &start}
+		b.opt.Status <- &client.SolveStatus{Vertexes: []*client.Vertex{&v}}
+		return func(err error) {
+			end, done := time.Now(), v
+			done.Completed = &end
+			if err != nil {
+				done.Error = err.Error()
+			}
+			b.opt.Status <- &client.SolveStatus{Vertexes: []*client.Vertex{&done}}
+		}
+	}
 }
 
 // forward returns a status channel for one c.Build (which closes it): its

@@ -45,8 +45,15 @@ func TestEncodingExport(t *testing.T) {
 			t.Fatal(err)
 		}
 		out := t.TempDir()
-		if _, err := Build(ctx, c, BuildOptions{Family: []*plan.Image{img}, Exporter: export.Encoding(store, export.OCILayout(out)), Provenance: "min"}); err != nil {
+		var log statusLog
+		if _, err := Build(ctx, c, BuildOptions{Family: []*plan.Image{img}, Exporter: export.Encoding(store, export.OCILayout(out)), Provenance: "min", Status: log.channel()}); err != nil {
 			t.Fatal(err)
+		}
+		// ov's side of the export shows in the progress.
+		for _, phase := range []string{"[layered] encoding layers", "[layered] writing OCI layout " + filepath.Join(out, img.Name)} {
+			if n, _ := log.ran(phase); n != 1 {
+				t.Errorf("progress: %q completed %d times", phase, n)
+			}
 		}
 		return filepath.Join(out, img.Name)
 	}
