@@ -11,12 +11,14 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
+	"github.com/klauspost/pgzip"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
@@ -60,9 +62,9 @@ func (e encoding) mediaType(manifest types.MediaType) types.MediaType {
 // encodeLayer writes the layer blob at src (of media type mt) into the store
 // as e says: decompressed, its tar headers' times no later than the epoch
 // (what BuildKit's rewrite-timestamp does, with the same archive/tar, so
-// the tar is the same), compressed. The gzip is klauspost's at the default
-// level: several times faster than the standard library's, which
-// BuildKit uses, for a few percent more bytes.
+// the tar is the same), compressed (newGzip: several times faster than the
+// standard library's gzip, which BuildKit uses, for a few percent more
+// bytes).
 func (s *Store) encodeLayer(ctx context.Context, src string, mt types.MediaType, e encoding) (encodedBlob, error) {
 	in, err := os.Open(src)
 	if err != nil {
@@ -83,9 +85,11 @@ func (s *Store) encodeLayer(ctx context.Context, src string, mt types.MediaType,
 	blob := &hashCounter{h: sha256.New()}
 	bw := bufio.NewWriterSize(io.MultiWriter(out, blob), 1<<20)
 	var sink io.Writer = bw
-	var gz *gzip.Writer
+	var gz *pgzip.Writer
 	if !e.Uncompressed {
-		gz, _ = gzip.NewWriterLevel(bw, gzip.DefaultCompression)
+		if gz, err = newGzip(bw); err != nil {
+			return encodedBlob{}, err
+		}
 		sink = gz
 	}
 	diff := sha256.New()
@@ -120,6 +124,21 @@ func (s *Store) encodeLayer(ctx context.Context, src string, mt types.MediaType,
 		return encodedBlob{}, err
 	}
 	return res, nil
+}
+
+// gzipBlock is the size of the blocks newGzip compresses apart: the
+// output depends on it (and the level), not on how many run at once.
+const gzipBlock = 1 << 20
+
+// newGzip is the gzip writer of encoded layers: klauspost's pgzip at the
+// default level, blocks compressed on every core, so one large layer (a
+// distribution's packages) does not wait on one core.
+func newGzip(w io.Writer) (*pgzip.Writer, error) {
+	gz, err := pgzip.NewWriterLevel(w, pgzip.DefaultCompression)
+	if err != nil {
+		return nil, err
+	}
+	return gz, gz.SetConcurrency(gzipBlock, runtime.GOMAXPROCS(0))
 }
 
 // clampTar copies the tar stream r to w with every header's times no later

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -52,6 +53,13 @@ func layerTar(t *testing.T) []byte {
 			tw.Write([]byte("data\n"))
 		}
 	}
+	// Several gzip blocks (gzipBlock), so they compress at once.
+	big := make([]byte, 3*gzipBlock+12345)
+	for i := range big {
+		big[i] = byte(i * i >> 7)
+	}
+	tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: "big", Mode: 0o644, Size: int64(len(big)), ModTime: after})
+	tw.Write(big)
 	if err := tw.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -158,6 +166,13 @@ func TestEncodeLayerSameFromAnySource(t *testing.T) {
 		}
 		if a != b {
 			t.Errorf("%+v: from the tar %+v, from gzip %+v", e, a, b)
+		}
+		// The same on one core: the blocks do not depend on the cores.
+		prev := runtime.GOMAXPROCS(1)
+		one, err := s.encodeLayer(ctx, plain, types.OCIUncompressedLayer, e)
+		runtime.GOMAXPROCS(prev)
+		if err != nil || one != a {
+			t.Errorf("%+v: on one core %+v (%v), on %d %+v", e, one, err, prev, a)
 		}
 		blob, err := os.ReadFile(s.blobPath(a.Digest))
 		if err != nil {
