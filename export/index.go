@@ -37,7 +37,11 @@ const (
 // annotations) otherwise kept. Attestations of a merged image are dropped:
 // their statements name the unmerged image's digest.
 func (m *indexMerger) index(ctx context.Context, idx v1.ImageIndex) (v1.ImageIndex, error) {
-	return rewriteIndex(ctx, idx, indexRewrite{image: m.image})
+	out, err := rewriteIndex(ctx, idx, indexRewrite{image: m.image})
+	if err != nil {
+		return nil, fmt.Errorf("merge: %w", err)
+	}
+	return out, nil
 }
 
 // indexRewrite says how rewriteIndex rewrites an index's images.
@@ -54,7 +58,7 @@ type indexRewrite struct {
 func rewriteIndex(ctx context.Context, idx v1.ImageIndex, rw indexRewrite) (v1.ImageIndex, error) {
 	im, err := idx.IndexManifest()
 	if err != nil {
-		return nil, fmt.Errorf("merge: %w", err)
+		return nil, err
 	}
 	changed := map[string]v1.Hash{} // image digests rewritten: the old one to the new
 	adds := make([]*mutate.IndexAddendum, len(im.Manifests))
@@ -66,7 +70,7 @@ func rewriteIndex(ctx context.Context, idx v1.ImageIndex, rw indexRewrite) (v1.I
 		case d.MediaType.IsIndex():
 			sub, err := idx.ImageIndex(d.Digest)
 			if err != nil {
-				return nil, fmt.Errorf("merge: %w", err)
+				return nil, err
 			}
 			if out, err = rewriteIndex(ctx, sub, rw); err != nil {
 				return nil, err
@@ -74,13 +78,13 @@ func rewriteIndex(ctx context.Context, idx v1.ImageIndex, rw indexRewrite) (v1.I
 		case d.MediaType.IsImage():
 			img, err := idx.Image(d.Digest)
 			if err != nil {
-				return nil, fmt.Errorf("merge: %w", err)
+				return nil, err
 			}
 			if out, err = rw.image(ctx, img, d); err != nil {
 				return nil, err
 			}
 		default:
-			return nil, fmt.Errorf("merge: cannot carry a %s (%s) into the merged index", d.MediaType, d.Digest)
+			return nil, fmt.Errorf("cannot carry a %s (%s) into the rewritten index", d.MediaType, d.Digest)
 		}
 		a, err := addendum(out, d)
 		if err != nil {
@@ -100,11 +104,11 @@ func rewriteIndex(ctx context.Context, idx v1.ImageIndex, rw indexRewrite) (v1.I
 			continue
 		}
 		if !d.MediaType.IsImage() {
-			return nil, fmt.Errorf("merge: cannot carry a %s (%s) into the merged index", d.MediaType, d.Digest)
+			return nil, fmt.Errorf("cannot carry a %s (%s) into the rewritten index", d.MediaType, d.Digest)
 		}
 		img, err := idx.Image(d.Digest)
 		if err != nil {
-			return nil, fmt.Errorf("merge: %w", err)
+			return nil, err
 		}
 		var out v1.Image = img
 		if moved {
