@@ -39,6 +39,9 @@ func Phase(name string) string {
 	if !ok || !strings.HasPrefix(prefix, "[") {
 		return PhaseOther
 	}
+	if _, ok := ovExport(desc); ok {
+		return PhaseExport
+	}
 	switch desc {
 	case "diff", "diff of attached steps", "diff on parent":
 		return PhaseDiffs
@@ -64,6 +67,22 @@ func ExportPart(id string) string {
 		return PartPush
 	}
 	return ""
+}
+
+// ovExport says whether desc names a phase of an export on ov's side (see
+// export.WithProgress: "[image] encoding layers", "[image] pushing TAGS",
+// "[image] writing OCI layout DIR", ...), and which part of the export it
+// is ("" for none).
+func ovExport(desc string) (part string, ok bool) {
+	switch {
+	case desc == "encoding layers", desc == "merging layers":
+		return PartCompress, true
+	case strings.HasPrefix(desc, "pushing "):
+		return PartPush, true
+	case strings.HasPrefix(desc, "writing OCI "), strings.HasPrefix(desc, "docker load "), strings.HasPrefix(desc, "podman load "):
+		return "", true
+	}
+	return "", false
 }
 
 // Breakdown is where one image's build time went (or a family's: every
@@ -140,6 +159,11 @@ func BreakdownOf(image string, builds ...Progress) Breakdown {
 		ph := Phase(vertices[d].Name)
 		spans[ph] = append(spans[ph], s)
 		all = append(all, s)
+		if _, desc, ok := strings.Cut(vertices[d].Name, "] "); ok && ph == PhaseExport {
+			if part, ok := ovExport(desc); ok && part != "" {
+				spans[part] = append(spans[part], s)
+			}
+		}
 	}
 	for ph, ss := range spans {
 		for _, s := range ss {

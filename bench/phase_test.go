@@ -31,6 +31,10 @@ func TestPhase(t *testing.T) {
 		"[deb-parent] merge for children":                           PhaseMerges,
 		"[internal] setting cache mount permissions":                PhaseOther,
 		"exporting to image":                                        PhaseExport,
+		"[deb-parent] encoding layers":                              PhaseExport, // ov's side of the export
+		"[deb-parent] pushing 127.0.0.1:5/bench/deb-parent:bench":   PhaseExport,
+		"[deb-parent] writing OCI layout /tmp/x/deb-parent":         PhaseExport,
+		"[deb-parent] docker load 127.0.0.1:5/bench/deb-parent:1":   PhaseExport,
 		// bake
 		"[internal] load local bake definitions":                                    PhaseOther,
 		"[deb-parent internal] load build definition from Containerfile":            PhaseOther,
@@ -94,6 +98,15 @@ func TestBreakdownOf(t *testing.T) {
 	}
 	if b.Wall != 30*time.Second || b.Idle != time.Second { // 29-30 s
 		t.Errorf("wall %v idle %v, want 30s 1s", b.Wall, b.Idle)
+	}
+
+	// ov's side of an export (from its rawjson progress): encoding is
+	// compression, pushing push.
+	own := Progress{Start: *at(29), End: *at(40), Vertices: []*client.Vertex{
+		v("enc", "[p] encoding layers", 29, 33), v("push", "[p] pushing r/p:1", 33, 40)}}
+	o := BreakdownOf("p", parent, own)
+	if o.Union[PartCompress] != 10*time.Second || o.Union[PartPush] != 15*time.Second || o.Union[PhaseExport] != 26*time.Second || o.Idle != 0 {
+		t.Errorf("with ov's side: compression %v push %v export %v idle %v, want 10s 15s 26s 0s", o.Union[PartCompress], o.Union[PartPush], o.Union[PhaseExport], o.Idle)
 	}
 
 	// A child's build shares the parent's step: the family counts it once.

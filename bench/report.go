@@ -281,7 +281,8 @@ func phaseTables(b *bytes.Buffer, row Row) {
 		title = "Where the cold time goes"
 	}
 	fmt.Fprintf(b, "## %s\n\n", title)
-	b.WriteString("From BuildKit's own progress (each build's history record: vertex started and completed times), the last run of each contender. ")
+	b.WriteString("From BuildKit's own progress (each build's history record: vertex started and completed times), the last run of each contender; ")
+	b.WriteString("for ov, also the phases of the export it runs itself (encoding layers, pushing, from its `--progress rawjson`). ")
 	b.WriteString("Seconds; each cell is the wall-clock **union** of the phase's vertices, and in parentheses the **sum** of their durations ")
 	b.WriteString("(larger when vertices run in parallel). An image's row counts the parent steps its build shared; the family row counts each vertex once. ")
 	b.WriteString("compression and push are parts of export; idle is wall time with no vertex running (compiling, waiting for a parent's export).\n\n")

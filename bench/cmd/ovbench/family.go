@@ -166,7 +166,8 @@ func (f *family) ovPushForce(ctx context.Context) (time.Duration, error) {
 }
 
 func (f *family) ovBuild(ctx context.Context, images, args []string) (time.Duration, error) {
-	argv := append([]string{"build", "--progress", "plain", "--tag", "bench"}, args...)
+	// rawjson: the breakdown reads ov's own export phases from the log.
+	argv := append([]string{"build", "--progress", "rawjson", "--tag", "bench"}, args...)
 	t, err := bench.RunLog(ctx, f.log, f.dir, f.ovEnv, f.bin, append(argv, images...)...)
 	return t.Wall, err
 }
@@ -288,7 +289,11 @@ func (f *family) measure(ctx context.Context, rep *bench.Report, want map[string
 			logf("%s run %d: %s %s", row.Scenario, i+1, o.name, d.Round(time.Millisecond))
 			*o.into = append(*o.into, d)
 			if row.Scenario == "cold" {
-				if *o.phases, err = breakdown(ctx, f.bc, start, time.Now()); err != nil {
+				log := ""
+				if o.name == "ov" {
+					log = f.log
+				}
+				if *o.phases, err = breakdown(ctx, f.bc, start, time.Now(), log); err != nil {
 					return fmt.Errorf("%s, run %d, %s: build history: %w", row.Scenario, i+1, o.name, err)
 				}
 			}

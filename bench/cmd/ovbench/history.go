@@ -1,10 +1,13 @@
 package main
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"maps"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -18,9 +21,10 @@ import (
 
 // breakdown reads buildkitd's build history for the builds that ran
 // between start and end (one per image, more when ov builds an image
-// again after a check) and returns where their time went, per image and,
-// last, for the family.
-func breakdown(ctx context.Context, bc *client.Client, start, end time.Time) ([]bench.Breakdown, error) {
+// again after a check), and the phases of ov's own side of the exports
+// from the rawjson progress in log (none when ""), and returns where their
+// time went, per image and, last, for the family.
+func breakdown(ctx context.Context, bc *client.Client, start, end time.Time, log string) ([]bench.Breakdown, error) {
 	hist, err := bc.ControlClient().ListenBuildHistory(ctx, &controlapi.BuildHistoryRequest{EarlyExit: true})
 	if err != nil {
 		return nil, err
@@ -49,6 +53,16 @@ func breakdown(ctx context.Context, bc *client.Client, start, end time.Time) ([]
 		name := imageOf(r)
 		byImage[name] = append(byImage[name], p)
 		all = append(all, p)
+	}
+	if log != "" {
+		own, err := ovPhases(log)
+		if err != nil {
+			return nil, err
+		}
+		for name, p := range own {
+			byImage[name] = append(byImage[name], p)
+			all = append(all, p)
+		}
 	}
 	var out []bench.Breakdown
 	for _, name := range slices.Sorted(maps.Keys(byImage)) {
@@ -92,4 +106,45 @@ func imageOf(r *controlapi.BuildHistoryRecord) string {
 		}
 	}
 	return r.Ref
+}
+
+// ovPhases reads the vertices of ov's own export phases (named "[image]
+// ...", see bench.Phase) from a log of `ov build --progress rawjson`, by
+// image: they run in ov, so buildkitd's history has none of them.
+func ovPhases(log string) (map[string]bench.Progress, error) {
+	f, err := os.Open(log)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	out := map[string]bench.Progress{}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 64<<20)
+	for sc.Scan() {
+		line := sc.Bytes()
+		if len(line) == 0 || line[0] != '{' {
+			continue
+		}
+		var st client.SolveStatus
+		if json.Unmarshal(line, &st) != nil {
+			continue
+		}
+		for _, v := range st.Vertexes {
+			prefix, _, ok := strings.Cut(v.Name, "] ")
+			if !ok || bench.Phase(v.Name) != bench.PhaseExport || v.Started == nil || v.Completed == nil {
+				continue
+			}
+			name := strings.TrimPrefix(prefix, "[")
+			p := out[name]
+			if p.Start.IsZero() || v.Started.Before(p.Start) {
+				p.Start = *v.Started
+			}
+			if v.Completed.After(p.End) {
+				p.End = *v.Completed
+			}
+			p.Vertices = append(p.Vertices, v)
+			out[name] = p
+		}
+	}
+	return out, sc.Err()
 }
