@@ -296,3 +296,39 @@ func TestResubjectStatement(t *testing.T) {
 		t.Errorf("resubjected: %s", s)
 	}
 }
+
+// A layer's encoding for a new epoch replaces the old epoch's, blob and
+// all: every commit would otherwise add the whole image to the store.
+func TestStoreKeepsOneEpoch(t *testing.T) {
+	s, err := OpenStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := t.TempDir()
+	plain := writeBlob(t, src, layerTar(t))
+	ctx := context.Background()
+	id := sha(layerTar(t))
+	encode := func(e encoding) encodedBlob {
+		t.Helper()
+		b, err := s.once(ctx, e.key(id), func() (encodedBlob, error) {
+			return s.encodeLayer(ctx, plain, types.OCIUncompressedLayer, e)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	old, tar := encode(encoding{Epoch: &epoch}), encode(encoding{Epoch: &epoch, Uncompressed: true})
+	now := encode(encoding{Epoch: &after})
+	if _, ok := s.lookup(encoding{Epoch: &epoch}.key(id)); ok {
+		t.Error("the old epoch's encoding is still recorded")
+	}
+	if _, err := os.Stat(s.blobPath(old.Digest)); err == nil {
+		t.Error("the old epoch's blob is still there")
+	}
+	for _, b := range []encodedBlob{now, tar} { // another compression stays
+		if _, err := os.Stat(s.blobPath(b.Digest)); err != nil {
+			t.Error(err)
+		}
+	}
+}

@@ -67,9 +67,8 @@ type encodedBlob struct {
 
 // lookup returns the encoding recorded under key whose blob is still there.
 func (s *Store) lookup(key string) (encodedBlob, bool) {
-	var e encodedBlob
-	b, err := os.ReadFile(filepath.Join(s.dir, "encoded", key))
-	if err != nil || json.Unmarshal(b, &e) != nil {
+	e, ok := s.read(key)
+	if !ok {
 		return e, false
 	}
 	if _, err := os.Stat(s.blobPath(e.Digest)); err != nil {
@@ -80,13 +79,49 @@ func (s *Store) lookup(key string) (encodedBlob, bool) {
 	return e, true
 }
 
-// record remembers key's encoding (written whole or not at all).
+// record remembers key's encoding (written whole or not at all), and
+// forgets the layer's encodings for other epochs: a new commit is a new
+// epoch for every layer, and keeping each commit's would grow the store
+// by the image at every commit.
 func (s *Store) record(key string, e encodedBlob) error {
 	b, err := json.Marshal(e)
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(s.dir, "encoded", key), b)
+	if err := writeFileAtomic(filepath.Join(s.dir, "encoded", key), b); err != nil {
+		return err
+	}
+	for _, other := range s.otherEpochs(key) {
+		if old, ok := s.read(other); ok && old.Digest != e.Digest {
+			os.Remove(s.blobPath(old.Digest))
+		}
+		os.Remove(filepath.Join(s.dir, "encoded", other))
+	}
+	return nil
+}
+
+// otherEpochs are the keys of the same layer and compression as key (see
+// encoding.key) for another epoch.
+func (s *Store) otherEpochs(key string) []string {
+	parts := strings.Split(key, "-")
+	if len(parts) != 3 {
+		return nil
+	}
+	matches, _ := filepath.Glob(filepath.Join(s.dir, "encoded", parts[0]+"-*-"+parts[2]))
+	var out []string
+	for _, m := range matches {
+		if k := filepath.Base(m); k != key {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// read is the encoding recorded under key.
+func (s *Store) read(key string) (encodedBlob, bool) {
+	var e encodedBlob
+	b, err := os.ReadFile(filepath.Join(s.dir, "encoded", key))
+	return e, err == nil && json.Unmarshal(b, &e) == nil
 }
 
 // used marks blobs as used now, so Sweep keeps them.
