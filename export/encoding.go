@@ -334,6 +334,12 @@ func (e *imageEncoder) encode(ctx context.Context, img v1.Image) (v1.Image, erro
 	if err := eg.Wait(); err != nil {
 		return nil, err
 	}
+	return rebuilt(mf, cfg, adds, diffIDs)
+}
+
+// rebuilt is the image of manifest mf with layers adds and config cfg,
+// whose diffIDs become diffIDs: media types and annotations kept.
+func rebuilt(mf *v1.Manifest, cfg *v1.ConfigFile, adds []mutate.Addendum, diffIDs []v1.Hash) (v1.Image, error) {
 	out, err := mutate.Append(mutate.ConfigMediaType(mutate.MediaType(empty.Image, mf.MediaType), mf.Config.MediaType), adds...)
 	if err != nil {
 		return nil, err
@@ -422,19 +428,7 @@ func resubject(_ context.Context, att v1.Image, old, image v1.Hash) (v1.Image, e
 	if err != nil {
 		return nil, err
 	}
-	out, err := mutate.Append(mutate.ConfigMediaType(mutate.MediaType(empty.Image, mf.MediaType), mf.Config.MediaType), adds...)
-	if err != nil {
-		return nil, err
-	}
-	cfg = cfg.DeepCopy()
-	cfg.RootFS.DiffIDs = diffIDs
-	if out, err = mutate.ConfigFile(out, cfg); err != nil {
-		return nil, err
-	}
-	if len(mf.Annotations) > 0 {
-		out = mutate.Annotations(out, mf.Annotations).(v1.Image)
-	}
-	return out, nil
+	return rebuilt(mf, cfg, adds, diffIDs)
 }
 
 // resubjectStatement replaces the subject digest old by image in one
