@@ -37,14 +37,14 @@ import (
 // writes each layer that is not its base image's as Encoding's encoding
 // says: its times clamped to the image's epoch, gzip (none for an engine
 // load only). An encoding is kept in store, by the layer's diffID and the
-// epoch, so a layer is encoded once, however many images and builds carry
-// it.
+// epoch, so a layer is encoded once per epoch, however many images and
+// builds carry it.
 //
 // BuildKit compresses with one core per layer at the standard library's
 // speed, and with an epoch converts every layer of the image again at every
 // export (rewrite-timestamp keeps nothing). Encoding trades that for
-// sending the new layers to ov uncompressed, which costs nothing on the
-// same host; ov uses it only with a buildkitd there.
+// sending the new layers to ov uncompressed: a local copy with a buildkitd
+// on the same host, the only one ov uses it with.
 func Encoding(store *Store, dests ...Dest) Exporter {
 	return &encodingExp{store: store, dests: dests}
 }
