@@ -49,7 +49,7 @@ func TestMergeRun(t *testing.T) {
 
 // TestMergeAllTwice runs `ov merge --all` twice on the family with
 // merge.auto in defaults: the first run merges, the second keeps every
-// layer and changes no image.
+// layer, changes no image and saves none.
 func TestMergeAllTwice(t *testing.T) {
 	f := bakeFamily(t)
 	env := testenv.Get(t)
@@ -83,10 +83,12 @@ func TestMergeAllTwice(t *testing.T) {
 	}
 	mergeAll := func() string {
 		t.Helper()
+		start := time.Now()
 		out, err := runOVEnv(env, []string{"DOCKER_HOST=" + host}, dir, "merge", "--all", "--tag", "all", "--engine", "docker")
 		if err != nil {
 			t.Fatal(err)
 		}
+		t.Logf("ov merge --all took %s", time.Since(start).Round(time.Millisecond))
 		return out
 	}
 
@@ -123,6 +125,11 @@ func TestMergeAllTwice(t *testing.T) {
 	if n := strings.Count(second, " 0 merged into 0\n"); n != len(images) {
 		t.Errorf("%d of %d images report nothing merged:\n%s", n, len(images), second)
 	}
+	// Each image is a merged layer, or a layer between merged ones, so
+	// docker's history settles it: no image is saved (engine.Save).
+	if n := strings.Count(second, "(not saved: "); n != len(images) {
+		t.Errorf("%d of %d images were not saved again:\n%s", n, len(images), second)
+	}
 	for _, line := range strings.Split(second, "\n") {
 		if fields := strings.Fields(line); len(fields) > 0 && isNumber(fields[0]) && !strings.Contains(line, " layers -> ") && !strings.Contains(line, "[keep]") {
 			t.Errorf("layer line without [keep]: %q", line)
@@ -158,7 +165,8 @@ func isNumber(s string) bool {
 
 // TestMergeBuildLoad builds the Debian parent with `ov build --merge
 // --load`: the image docker gets is merged on the way (no save/load round
-// trip), runs, and `ov merge` finds nothing left to merge in it.
+// trip), runs, and `ov merge` finds nothing left to merge in it (and,
+// without --dry-run, finds so without saving it).
 func TestMergeBuildLoad(t *testing.T) {
 	env := testenv.Get(t)
 	ctx, host := startDocker(t, env, 40*time.Minute)
@@ -202,5 +210,13 @@ func TestMergeBuildLoad(t *testing.T) {
 	}
 	if strings.Contains(plan, "[merge") || !strings.Contains(plan, " 0 merged into 0\n") {
 		t.Errorf("ov merge would merge the ov build --merge result again:\n%s", plan)
+	}
+	// Without --dry-run, it need not even save the image to know.
+	again, err := runOVEnv(env, dockerEnv, dir, "merge", "deb-parent", "--tag", "mb", "--engine", "docker")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(again, " 0 merged into 0\n") || !strings.Contains(again, "(not saved: ") {
+		t.Errorf("ov merge saved the ov build --merge result, or merged it:\n%s", again)
 	}
 }

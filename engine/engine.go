@@ -101,3 +101,19 @@ func (e Engine) runner() Runner {
 	}
 	return e.Runner
 }
+
+// LayersArgv prints ref's image ID and its number of layers, on one line.
+func (e Engine) LayersArgv(ref string) []string {
+	return e.Argv("image", "inspect", "--format", "{{.Id}} {{len .RootFS.Layers}}", ref)
+}
+
+// HistoryArgv prints ref's config history. podman prints it as the config
+// has it (JSON); docker has no such field, so it prints one `docker
+// history` row a line, newest first: the layer's uncompressed size in bytes
+// (0 for an empty-layer entry) and its created_by as a JSON string.
+func (e Engine) HistoryArgv(ref string) []string {
+	if e.podman() {
+		return e.Argv("image", "inspect", "--format", "{{json .History}}", ref)
+	}
+	return e.Argv("history", "--no-trunc", "--human=false", "--format", "{{.Size}} {{json .CreatedBy}}", ref)
+}

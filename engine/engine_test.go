@@ -149,3 +149,29 @@ func TestLoading(t *testing.T) {
 		t.Errorf("load without tags: %v", err)
 	}
 }
+
+func TestParseHistoryRows(t *testing.T) {
+	h, err := parseHistoryRows("0 \"USER 1000\"\n5 \"RUN a\\tb\\nc\"\n0 \"RUN mkdir /d\"\n\n12 \"ADD x /\"\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"ADD x / false", "RUN mkdir /d true", "RUN a\tb\nc false", "USER 1000 true"}
+	var got []string
+	for _, e := range h {
+		got = append(got, e.CreatedBy+" "+map[bool]string{true: "true", false: "false"}[e.EmptyLayer])
+	}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Fatalf("history %q, want %q (oldest first; size 0 reads as empty)", got, want)
+	}
+	for _, bad := range []string{"x \"a\"", "5", "5 not-json"} {
+		if _, err := parseHistoryRows(bad); err == nil {
+			t.Errorf("%q: no error", bad)
+		}
+	}
+	if got := strings.Join((Engine{Bin: "podman"}).HistoryArgv("i"), " "); got != "podman image inspect --format {{json .History}} i" {
+		t.Errorf("podman history argv %q", got)
+	}
+	if got := strings.Join((Engine{}).HistoryArgv("i"), " "); got != "docker history --no-trunc --human=false --format {{.Size}} {{json .CreatedBy}} i" {
+		t.Errorf("docker history argv %q", got)
+	}
+}

@@ -1,11 +1,14 @@
 package engine
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -177,4 +180,76 @@ func (e Engine) run(ctx context.Context, argv []string, stdio Stdio) error {
 		return &ExitError{Argv: argv, Code: code, Stderr: tail.String()}
 	}
 	return nil
+}
+
+// Metadata is what the engine tells about an image without saving it: no
+// layer content, so no compressed sizes or digests.
+type Metadata struct {
+	ID     string // image ID, as the engine prints it
+	Layers int    // number of layers
+	// History is the config history, oldest first. podman gives it as the
+	// config has it. docker's CLI has no such field: it is read from
+	// `docker history`, where an empty-layer entry is the one with size 0
+	// (a layer with no file content, only directories, is 0 as well, so
+	// it reads as empty: History then has fewer non-empty entries than
+	// Layers) and a tab in created_by reads as a space.
+	History []v1.History
+}
+
+// Metadata reads ref's layer count and history from the engine's store
+// (two `image inspect`/`history` calls: quick, whatever the image's size).
+func (e Engine) Metadata(ctx context.Context, ref string) (Metadata, error) {
+	var out strings.Builder
+	if err := e.run(ctx, e.LayersArgv(ref), Stdio{Stdout: &out}); err != nil {
+		return Metadata{}, err
+	}
+	var m Metadata
+	if _, err := fmt.Sscan(out.String(), &m.ID, &m.Layers); err != nil {
+		return Metadata{}, fmt.Errorf("reading %s: %q: %w", Display(e.LayersArgv(ref)), out.String(), err)
+	}
+	out.Reset()
+	argv := e.HistoryArgv(m.ID) // by ID: the image the layer count is of
+	if err := e.run(ctx, argv, Stdio{Stdout: &out}); err != nil {
+		return Metadata{}, err
+	}
+	var err error
+	if e.podman() {
+		err = json.Unmarshal([]byte(out.String()), &m.History)
+	} else {
+		m.History, err = parseHistoryRows(out.String())
+	}
+	if err != nil {
+		return Metadata{}, fmt.Errorf("reading %s: %w", Display(argv), err)
+	}
+	return m, nil
+}
+
+// parseHistoryRows reads HistoryArgv's docker rows (newest first) into a
+// history, oldest first.
+func parseHistoryRows(s string) ([]v1.History, error) {
+	var h []v1.History
+	sc := bufio.NewScanner(strings.NewReader(s))
+	sc.Buffer(make([]byte, 64*1024), 16<<20)
+	for sc.Scan() {
+		if sc.Text() == "" {
+			continue
+		}
+		sizeField, createdBy, ok := strings.Cut(sc.Text(), " ")
+		size, err := strconv.ParseInt(sizeField, 10, 64)
+		if !ok || err != nil {
+			return nil, fmt.Errorf("history row %q: want <size> <created_by as JSON>", sc.Text())
+		}
+		e := v1.History{EmptyLayer: size == 0}
+		if err := json.Unmarshal([]byte(createdBy), &e.CreatedBy); err != nil {
+			return nil, fmt.Errorf("history row %q: %w", sc.Text(), err)
+		}
+		h = append(h, e)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	for i, j := 0, len(h)-1; i < j; i, j = i+1, j-1 {
+		h[i], h[j] = h[j], h[i]
+	}
+	return h, nil
 }

@@ -23,6 +23,12 @@ type Request struct {
 // loads the result back. Merged layers go uncompressed: `docker load` needs
 // no gzip. It returns the plan. Cancel ctx to abort; temp files are removed
 // either way.
+//
+// An image that ov merge already merged with this limit or a larger one is
+// not saved (a save reads the whole image, and Plan then compresses every
+// layer to measure it): when the engine's history shows that Plan keeps
+// every layer (keptByHistory), the plan comes from it, without sizes or
+// digests. A dry run always saves, since it reports sizes.
 func FromEngine(ctx context.Context, e engine.Engine, req Request, opts ...Option) ([]Group, error) {
 	tag := req.Tag
 	if tag == "" {
@@ -30,6 +36,19 @@ func FromEngine(ctx context.Context, e engine.Engine, req Request, opts ...Optio
 	}
 	if _, err := name.NewTag(tag); err != nil { // before the long part
 		return nil, fmt.Errorf("merge %s: tag %q: %w", req.Ref, tag, err)
+	}
+	if !req.DryRun { // a dry run reports sizes: they need the save
+		if groups, ok := keptByHistory(ctx, e, req.Ref, req.MaxBytes); ok {
+			if req.Report != nil {
+				if err := writeKept(req.Report, groups, req.MaxBytes); err != nil {
+					return nil, err
+				}
+			}
+			if tag == req.Ref {
+				return groups, nil
+			}
+			return groups, e.Tag(ctx, req.Ref, tag)
+		}
 	}
 	a, err := e.Save(ctx, req.Ref)
 	if err != nil {
@@ -63,4 +82,64 @@ func FromEngine(ctx context.Context, e engine.Engine, req Request, opts ...Optio
 		return nil, fmt.Errorf("%s: %w", req.Ref, err)
 	}
 	return groups, nil
+}
+
+// keptByHistory reports whether Plan(ref, maxBytes) keeps every layer,
+// deciding from the engine's metadata alone (no save), and if so returns
+// its groups: one layer each, with Sizes and Digests nil. false means the
+// metadata cannot tell; the save decides.
+//
+// Plan groups by compressed size, and the engine cannot tell it: it stores
+// layers uncompressed, `docker save` writes them so, and Plan gzips each one
+// to measure it. The uncompressed sizes in the history prove nothing about
+// that (a layer can compress to a thousandth of its size). What the history
+// does prove is Plan's other rule: a layer that ov merge made with a limit
+// of maxBytes or more (its created_by says so) is a group of its own,
+// whatever the sizes. So when no two neighbouring layers both lack that
+// mark, Plan can join no two layers: every group is one layer, exactly as
+// the save would find. Plan reads the marks through the config history
+// lined up with the layers (layerHistory); when the engine's history does
+// not line up with them (see engine.Metadata: docker's reading of empty
+// layers may miss some, and then fewer entries than layers are non-empty),
+// the save decides. Images ov did not merge, or merged with a smaller
+// limit, are always saved.
+func keptByHistory(ctx context.Context, e engine.Engine, ref string, maxBytes int64) ([]Group, bool) {
+	if maxBytes <= 0 {
+		return nil, false // Plan's error
+	}
+	m, err := e.Metadata(ctx, ref)
+	if err != nil {
+		return nil, false // the save reports it, or succeeds where this failed
+	}
+	var createdBy []string
+	if m.Layers > 1 {
+		if _, ok := layerHistory(m.History, m.Layers); !ok {
+			return nil, false
+		}
+	}
+	createdBy = layerCreatedBy(m.History, m.Layers)
+	marked := func(i int) bool {
+		max, ok := mergedMax(createdBy[i])
+		return ok && max >= maxBytes
+	}
+	for i := 1; i < m.Layers; i++ {
+		if !marked(i-1) && !marked(i) {
+			return nil, false
+		}
+	}
+	groups := make([]Group, m.Layers)
+	for i := range groups {
+		groups[i] = Group{Layers: []int{i}, CreatedBy: []string{createdBy[i]}}
+	}
+	return groups, true
+}
+
+// writeKept is WritePlan for keptByHistory's groups, saying why sizes and
+// digests are missing.
+func writeKept(w io.Writer, groups []Group, maxBytes int64) error {
+	if err := WritePlan(w, groups); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintf(w, "(not saved: no two neighbouring layers both lack an ov merge of max >= %d B, so every layer stays; --dry-run shows sizes)\n", maxBytes)
+	return err
 }

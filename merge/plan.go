@@ -15,8 +15,8 @@ import (
 // single layer it keeps as-is.
 type Group struct {
 	Layers    []int     // indices into the image's layers, consecutive, oldest first
-	Sizes     []int64   // compressed size of each layer
-	Digests   []v1.Hash // compressed digest of each layer
+	Sizes     []int64   // compressed size of each layer (nil: unknown, see FromEngine)
+	Digests   []v1.Hash // compressed digest of each layer (nil: unknown, see FromEngine)
 	CreatedBy []string  // history created_by of each layer, for reports ("" when unknown)
 }
 
@@ -102,7 +102,11 @@ func WritePlan(w io.Writer, groups []Group) error {
 		out++
 		for k, i := range g.Layers {
 			layers++
-			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", i, humanSize(g.Sizes[k]), shortDigest(g.Digests[k]), action, shorten(g.CreatedBy[k], 60))
+			size, digest := "-", "-" // unknown without a save (FromEngine)
+			if k < len(g.Sizes) && k < len(g.Digests) {
+				size, digest = humanSize(g.Sizes[k]), shortDigest(g.Digests[k])
+			}
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", i, size, digest, action, shorten(g.CreatedBy[k], 60))
 		}
 		if g.Merge() {
 			fmt.Fprintf(tw, "\t%s\t\t%s\t= 1 layer\n", humanSize(g.Size()), action)
@@ -152,8 +156,10 @@ func mergedCreatedBy(maxBytes int64, createdBy []string) string {
 
 var mergedRE = regexp.MustCompile(`^ov merge: \d+ layers \(max (\d+) B\)`)
 
+// A tab counts as a space: `docker history`, where FromEngine reads the
+// mark without saving the image, prints tabs so (ov writes spaces).
 func mergedMax(createdBy string) (int64, bool) {
-	m := mergedRE.FindStringSubmatch(createdBy)
+	m := mergedRE.FindStringSubmatch(strings.ReplaceAll(createdBy, "\t", " "))
 	if m == nil {
 		return 0, false
 	}
