@@ -17,7 +17,16 @@ import (
 	"github.com/overthink/ov/internal/testenv"
 )
 
-func TestMain(m *testing.M) { testenv.Main(m) }
+func TestMain(m *testing.M) {
+	code := testenv.Run(m)
+	if ovBinDir != "" {
+		os.RemoveAll(ovBinDir)
+	}
+	os.Exit(code)
+}
+
+// ovBinDir holds ovBin's binary, removed when the tests end.
+var ovBinDir string
 
 // ovBin is the ov binary under test, built once per test binary.
 var ovBin = sync.OnceValues(func() (string, error) {
@@ -25,6 +34,7 @@ var ovBin = sync.OnceValues(func() (string, error) {
 	if err != nil {
 		return "", err
 	}
+	ovBinDir = dir
 	bin := filepath.Join(dir, "ov")
 	cmd := exec.Command("go", "build", "-o", bin, "./cmd/ov")
 	cmd.Dir = ".."

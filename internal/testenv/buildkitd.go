@@ -113,7 +113,7 @@ func (e *Env) startBuildkitd(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	e.closers = append(e.closers, func() error {
+	e.onClose("buildkitd", func() error {
 		d.stop(15 * time.Second)
 		return unmountUnder(dir)
 	})

@@ -75,5 +75,5 @@ func removeTree(dir string) error {
 	if err := unmountUnder(dir); err != nil {
 		return err
 	}
-	return os.RemoveAll(dir)
+	return removeAll(dir)
 }

@@ -81,7 +81,7 @@ func (e *Env) StartDocker(ctx context.Context) (string, error) {
 		release()
 		return "", err
 	}
-	e.closers = append(e.closers, func() error {
+	e.onClose("dockerd", func() error {
 		defer release()
 		d.stop(20 * time.Second)
 		killUnder(dir) // containerd shims live in their own sessions

@@ -76,7 +76,7 @@ type Env struct {
 	// TaskVersion is the go-task version from go.mod, e.g. "v3.54.0".
 	TaskVersion string
 
-	closers []func() error // run in reverse by Close
+	closers []closer // run in reverse by Close
 
 	buildxOnce sync.Once
 	buildxErr  error
@@ -105,7 +105,7 @@ func Start(ctx context.Context) (_ *Env, err error) {
 		return nil, fmt.Errorf("testenv: %w", err)
 	}
 	e := &Env{Dir: dir, RepoRoot: root}
-	e.closers = append(e.closers, func() error {
+	e.onClose("remove "+dir, func() error {
 		if os.Getenv("OV_TESTENV_KEEP") != "" {
 			os.Remove(filepath.Join(dir, ownerFile)) // so no later sweep takes it
 			fmt.Fprintf(os.Stderr, "testenv: kept %s\n", dir)
@@ -152,7 +152,7 @@ func StartServices(ctx context.Context, registryAddr string, withBases bool) (_ 
 		return nil, err
 	}
 	e := &Env{Dir: dir, RepoRoot: root}
-	e.closers = append(e.closers, func() error { return removeTree(dir) })
+	e.onClose("remove "+dir, func() error { return removeTree(dir) })
 	defer func() {
 		if err != nil {
 			e.Close()
@@ -178,12 +178,31 @@ func StartServices(ctx context.Context, registryAddr string, withBases bool) (_ 
 func (e *Env) Close() error {
 	var first error
 	for i := len(e.closers) - 1; i >= 0; i-- {
-		if err := e.closers[i](); err != nil && first == nil {
-			first = err
+		c := e.closers[i]
+		start := time.Now()
+		err := c.fn()
+		// Teardown time counts in every test run: say where it goes.
+		if d := time.Since(start); d >= time.Second {
+			fmt.Fprintf(os.Stderr, "testenv: close: %s took %s\n", c.name, d.Round(time.Millisecond))
+		}
+		if err != nil && first == nil {
+			first = fmt.Errorf("%s: %w", c.name, err)
 		}
 	}
 	e.closers = nil
 	return first
+}
+
+// closer is one teardown step of an Env.
+type closer struct {
+	name string
+	fn   func() error
+}
+
+// onClose registers fn to run, under name, when the Env closes (in reverse
+// order of registration).
+func (e *Env) onClose(name string, fn func() error) {
+	e.closers = append(e.closers, closer{name, fn})
 }
 
 // serve runs h on a fresh 127.0.0.1 port until Close.
@@ -197,7 +216,7 @@ func (e *Env) serveAt(h http.Handler, addr string) (string, error) {
 	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 30 * time.Second}
 	go srv.Serve(l)
-	e.closers = append(e.closers, func() error {
+	e.onClose("http server "+l.Addr().String(), func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if srv.Shutdown(ctx) != nil {
