@@ -1,8 +1,9 @@
 // Package engine is how ov drives the container engines (docker, podman):
-// pure argv builders for save, load, tag, image exists and run; a Runner that
-// runs an argv (ExecRunner, or a fake in tests); and image transfer between an
-// engine's store and go-containerregistry images (image.go). export, merge and
-// pod use it; nothing else runs an engine.
+// pure argv builders for save, load, tag, image exists, image metadata
+// (layer count, history) and run; a Runner that runs an argv (ExecRunner, or
+// a fake in tests); and image transfer between an engine's store and
+// go-containerregistry images (image.go). export, merge and pod use it;
+// nothing else runs an engine.
 package engine
 
 import (

@@ -4,7 +4,9 @@
 // Plan groups layers by compressed size and WritePlan prints it (dry run);
 // Image merges as Plan says, Apply as a given plan says. FromEngine does the
 // whole `ov merge <image>`: it saves the image out of docker or podman,
-// merges it and loads it back (package engine).
+// merges it and loads it back (package engine); an image whose history
+// shows that Plan keeps every layer (merged before with this limit or a
+// larger one) it leaves alone without saving it.
 //
 // A merged layer applied on top of any lower layers gives the filesystem the
 // group's layers give, applied in order (OCI image spec semantics: a whiteout

@@ -23,7 +23,9 @@ func (c *MergeCmd) Help() string {
 	return `The image is read with "docker save" (or podman), consecutive layers are
 grouped up to the size limit, each group of two or more becomes one layer
 (whiteouts, hard links and the rest kept exact), and the result is loaded back
-under the same name. Merging a merged image changes nothing.`
+under the same name. Merging a merged image changes nothing, and when its
+history shows that every layer stays (each one next to another was merged by
+ov merge with this limit or a larger one) the image is not even saved.`
 }
 
 func (c *MergeCmd) Run(g *Globals) error {
