@@ -140,6 +140,6 @@ func writeKept(w io.Writer, groups []Group, maxBytes int64) error {
 	if err := WritePlan(w, groups); err != nil {
 		return err
 	}
-	_, err := fmt.Fprintf(w, "(not saved: no two neighbouring layers both lack an ov merge of max >= %d B, so every layer stays; --dry-run shows sizes)\n", maxBytes)
+	_, err := fmt.Fprintf(w, "(not saved: each layer was made by ov merge with max >= %d B or borders only such layers, so every layer stays; --dry-run saves it to show sizes)\n", maxBytes)
 	return err
 }
