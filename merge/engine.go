@@ -98,10 +98,12 @@ func FromEngine(ctx context.Context, e engine.Engine, req Request, opts ...Optio
 // whatever the sizes. So when no two neighbouring layers both lack that
 // mark, Plan can join no two layers: every group is one layer, exactly as
 // the save would find. Plan reads the marks through the config history
-// lined up with the layers (layerHistory); when the engine's history does
-// not line up with them (see engine.Metadata: docker's reading of empty
-// layers may miss some, and then fewer entries than layers are non-empty),
-// the save decides. Images ov did not merge, or merged with a smaller
+// lined up with the layers (layerHistory), and so does this, on the
+// engine's history; when that does not line up, the save decides. With
+// docker the line-up is exact too when it holds: a non-empty entry may read
+// as empty (engine.Metadata), never the reverse, and dockerd's store refuses
+// a config with more non-empty entries than layers, so as many entries
+// reading non-empty as there are layers are the config's non-empty ones. Images ov did not merge, or merged with a smaller
 // limit, are always saved.
 func keptByHistory(ctx context.Context, e engine.Engine, ref string, maxBytes int64) ([]Group, bool) {
 	if maxBytes <= 0 {
