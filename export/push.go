@@ -54,6 +54,9 @@ func (push) Deliver(ctx context.Context, img *plan.Image, idx v1.ImageIndex, _ s
 	if err != nil {
 		return err
 	}
+	if from := mountSource(img); from != nil {
+		t = mountFrom(t, from)
+	}
 	for _, tag := range img.Tags {
 		ref, err := name.ParseReference(tag)
 		if err != nil {
@@ -94,4 +97,74 @@ func (push) Holds(ctx context.Context, img *plan.Image, built Built) (bool, erro
 		}
 	}
 	return true, nil
+}
+
+// mountSource is the repository a push of img can mount the blobs it
+// shares with its base from, as BuildKit's push does: the parent's (pushed
+// before its children, see llb.BuildOptions.WaitForParents), else the
+// external base's. A registry without the blob there, or another
+// registry, gets it uploaded.
+func mountSource(img *plan.Image) name.Reference {
+	base := img.External
+	if img.Parent != "" {
+		base = img.ParentRef
+	}
+	ref, err := name.ParseReference(base)
+	if err != nil || base == "" {
+		return nil
+	}
+	return ref
+}
+
+// mountFrom is t with every layer of every image mountable from from.
+func mountFrom(t remote.Taggable, from name.Reference) remote.Taggable {
+	switch x := t.(type) {
+	case v1.ImageIndex:
+		return mountableIndex{x, from}
+	case v1.Image:
+		return mountableImage{x, from}
+	}
+	return t
+}
+
+type mountableIndex struct {
+	anIndex
+	from name.Reference
+}
+
+func (m mountableIndex) Image(h v1.Hash) (v1.Image, error) {
+	img, err := m.anIndex.Image(h)
+	if err != nil {
+		return nil, err
+	}
+	return mountableImage{img, m.from}, nil
+}
+
+func (m mountableIndex) ImageIndex(h v1.Hash) (v1.ImageIndex, error) {
+	idx, err := m.anIndex.ImageIndex(h)
+	if err != nil {
+		return nil, err
+	}
+	return mountableIndex{idx, m.from}, nil
+}
+
+type mountableImage struct {
+	anImage
+	from name.Reference
+}
+
+func (m mountableImage) Layers() ([]v1.Layer, error) {
+	ls, err := m.anImage.Layers()
+	for i, l := range ls {
+		ls[i] = &remote.MountableLayer{Layer: l, Reference: m.from}
+	}
+	return ls, err
+}
+
+func (m mountableImage) LayerByDigest(h v1.Hash) (v1.Layer, error) {
+	l, err := m.anImage.LayerByDigest(h)
+	if err != nil {
+		return nil, err
+	}
+	return &remote.MountableLayer{Layer: l, Reference: m.from}, nil
 }

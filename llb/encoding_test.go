@@ -5,10 +5,19 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
@@ -190,5 +199,106 @@ func assertSubjects(t *testing.T, dir string) {
 	}
 	if n != len(images) {
 		t.Errorf("%d attestations for %d images", n, len(images))
+	}
+}
+
+// repoRegistry is a loopback registry whose repositories hold blobs apart,
+// as a real registry's do (the in-process one finds any blob in any
+// repository): a blob is in a repository once uploaded or mounted there.
+// It counts the uploads per digest and the mounts.
+type repoRegistry struct {
+	mu      sync.Mutex
+	has     map[string]bool // "<repo> <digest>"
+	uploads map[string]int  // digest: uploads completed
+	mounts  int
+	host    string
+}
+
+func newRepoRegistry(t *testing.T) *repoRegistry {
+	r := &repoRegistry{has: map[string]bool{}, uploads: map[string]int{}}
+	h := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		repo, rest, ok := strings.Cut(strings.TrimPrefix(req.URL.Path, "/v2/"), "/blobs/")
+		if !ok {
+			h.ServeHTTP(w, req)
+			return
+		}
+		q := req.URL.Query()
+		r.mu.Lock()
+		switch {
+		case req.Method == http.MethodHead && !strings.HasPrefix(rest, "uploads"):
+			if !r.has[repo+" "+rest] {
+				r.mu.Unlock()
+				w.WriteHeader(http.StatusNotFound)
+				return
+			}
+		case req.Method == http.MethodPost && q.Get("mount") != "":
+			d, from := q.Get("mount"), q.Get("from")
+			if r.has[from+" "+d] {
+				r.has[repo+" "+d] = true
+				r.mounts++
+				r.mu.Unlock()
+				w.Header().Set("Location", "/v2/"+repo+"/blobs/"+d)
+				w.Header().Set("Docker-Content-Digest", d)
+				w.WriteHeader(http.StatusCreated)
+				return
+			}
+			q.Del("mount")
+			q.Del("from")
+			req.URL.RawQuery = q.Encode()
+		case req.Method == http.MethodPut && q.Get("digest") != "":
+			r.has[repo+" "+q.Get("digest")] = true
+			r.uploads[q.Get("digest")]++
+		}
+		r.mu.Unlock()
+		h.ServeHTTP(w, req)
+	}))
+	t.Cleanup(srv.Close)
+	r.host = strings.TrimPrefix(srv.URL, "http://")
+	return r
+}
+
+// A child's push mounts the blobs it shares with its parent from the
+// parent's repository, as BuildKit's push does, rather than uploading them
+// again: each blob is uploaded once.
+func TestEncodingPushMounts(t *testing.T) {
+	env := testenv.Get(t)
+	c := env.Client(t)
+	reg := newRepoRegistry(t)
+	family := debianFamily(t, env, reg.host+"/ov")
+	store, err := export.OpenStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Build(context.Background(), c, BuildOptions{Family: family, Exporter: export.Encoding(store, export.Push()), WaitForParents: true}); err != nil {
+		t.Fatal(err)
+	}
+	reg.mu.Lock()
+	defer reg.mu.Unlock()
+	for d, n := range reg.uploads {
+		if n > 1 {
+			t.Errorf("blob %s uploaded %d times", d, n)
+		}
+	}
+	child, err := name.ParseReference(reg.host+"/ov/child:latest", name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := remote.Image(child)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := img.Manifest()
+	mounted := 0
+	for _, l := range m.Layers {
+		if !reg.has["ov/child "+l.Digest.String()] {
+			t.Errorf("the child's repository lacks layer %s", l.Digest)
+		}
+		if reg.has["ov/parent "+l.Digest.String()] {
+			mounted++
+		}
+	}
+	if mounted == 0 || reg.mounts < mounted {
+		t.Errorf("%d mounts for the %d layers the child shares with its parent", reg.mounts, mounted)
 	}
 }
