@@ -65,13 +65,15 @@ func (e encoding) mediaType(manifest types.MediaType) types.MediaType {
 // the tar is the same), compressed (newGzip: several times faster than the
 // standard library's gzip, which BuildKit uses, for a few percent more
 // bytes).
-func (s *Store) encodeLayer(ctx context.Context, src string, mt types.MediaType, e encoding) (encodedBlob, error) {
-	in, err := os.Open(src)
+func (s *Store) encodeLayer(ctx context.Context, d v1.Descriptor, e encoding) (encodedBlob, error) {
+	in, err := s.openBlob(d.Digest)
 	if err != nil {
 		return encodedBlob{}, err
 	}
 	defer in.Close()
-	r, err := decompress(bufio.NewReaderSize(ctxReader{ctx, in}, 1<<20), mt)
+	read := sha256.New()
+	br := bufio.NewReaderSize(io.TeeReader(ctxReader{ctx, in}, read), 1<<20)
+	r, err := decompress(br, d.MediaType)
 	if err != nil {
 		return encodedBlob{}, err
 	}
@@ -101,6 +103,12 @@ func (s *Store) encodeLayer(ctx context.Context, src string, mt types.MediaType,
 	}
 	if err == nil && gz != nil {
 		err = gz.Close()
+	}
+	if err == nil {
+		_, err = io.Copy(io.Discard, br) // what follows the stream, for the digest
+	}
+	if got := fmt.Sprintf("%x", read.Sum(nil)); err == nil && got != d.Digest.Hex {
+		err = fmt.Errorf("blob %s in %s is sha256:%s", d.Digest, s.dir, got)
 	}
 	if err == nil {
 		err = bw.Flush()

@@ -143,6 +143,43 @@ func writeBlob(t *testing.T, dir string, b []byte) string {
 	return p
 }
 
+// put writes b into the store as a blob of media type mt.
+func (s *Store) put(t *testing.T, b []byte, mt types.MediaType) v1.Descriptor {
+	t.Helper()
+	dir := filepath.Join(s.dir, "blobs", "sha256")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeBlob(t, dir, b)
+	return v1.Descriptor{MediaType: mt, Digest: sha(b), Size: int64(len(b))}
+}
+
+// The store reads no blob through a symbolic link (a .build/ of the
+// project's making must not make ov read elsewhere), and no blob whose
+// content is not its digest's.
+func TestEncodeLayerRefusesForeignBlobs(t *testing.T) {
+	s, err := OpenStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := filepath.Join(t.TempDir(), "secret")
+	os.WriteFile(secret, layerTar(t), 0o600)
+	d := s.put(t, []byte("placeholder"), types.OCIUncompressedLayer)
+	os.Remove(s.blobPath(d.Digest))
+	if err := os.Symlink(secret, s.blobPath(d.Digest)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.encodeLayer(context.Background(), d, encoding{}); err == nil {
+		t.Error("encoded a blob that is a symbolic link")
+	}
+	wrong := s.put(t, layerTar(t), types.OCIUncompressedLayer)
+	wrong.Digest = sha([]byte("other"))
+	os.Rename(s.blobPath(sha(layerTar(t))), s.blobPath(wrong.Digest))
+	if _, err := s.encodeLayer(context.Background(), wrong, encoding{}); err == nil || !strings.Contains(err.Error(), "is sha256:") {
+		t.Errorf("a blob whose content is not its digest: %v", err)
+	}
+}
+
 // A layer is encoded the same from BuildKit's uncompressed blob and from a
 // gzip blob of it (one made by BuildKit earlier, or imported from a cache),
 // so an image's digest does not depend on where its layers came from.
@@ -152,15 +189,14 @@ func TestEncodeLayerSameFromAnySource(t *testing.T) {
 		t.Fatal(err)
 	}
 	raw := layerTar(t)
-	src := t.TempDir()
-	plain, gz := writeBlob(t, src, raw), writeBlob(t, src, gzipped(t, raw))
+	plain, gz := s.put(t, raw, types.OCIUncompressedLayer), s.put(t, gzipped(t, raw), types.OCILayer)
 	ctx := context.Background()
 	for _, e := range []encoding{{}, {Epoch: &epoch}, {Epoch: &epoch, Uncompressed: true}} {
-		a, err := s.encodeLayer(ctx, plain, types.OCIUncompressedLayer, e)
+		a, err := s.encodeLayer(ctx, plain, e)
 		if err != nil {
 			t.Fatal(err)
 		}
-		b, err := s.encodeLayer(ctx, gz, types.OCILayer, e)
+		b, err := s.encodeLayer(ctx, gz, e)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -169,7 +205,7 @@ func TestEncodeLayerSameFromAnySource(t *testing.T) {
 		}
 		// The same on one core: the blocks do not depend on the cores.
 		prev := runtime.GOMAXPROCS(1)
-		one, err := s.encodeLayer(ctx, plain, types.OCIUncompressedLayer, e)
+		one, err := s.encodeLayer(ctx, plain, e)
 		runtime.GOMAXPROCS(prev)
 		if err != nil || one != a {
 			t.Errorf("%+v: on one core %+v (%v), on %d %+v", e, one, err, prev, a)
@@ -304,14 +340,13 @@ func TestStoreKeepsOneEpoch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	src := t.TempDir()
-	plain := writeBlob(t, src, layerTar(t))
+	plain := s.put(t, layerTar(t), types.OCIUncompressedLayer)
 	ctx := context.Background()
 	id := sha(layerTar(t))
 	encode := func(e encoding) encodedBlob {
 		t.Helper()
 		b, err := s.once(ctx, e.key(id), func() (encodedBlob, error) {
-			return s.encodeLayer(ctx, plain, types.OCIUncompressedLayer, e)
+			return s.encodeLayer(ctx, plain, e)
 		})
 		if err != nil {
 			t.Fatal(err)

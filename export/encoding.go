@@ -204,7 +204,9 @@ func (x *encodeExport) linked(idx v1.ImageIndex) (string, error) {
 		return "", err
 	}
 	err = walkBlobs(idx, func(h v1.Hash) {
-		os.Link(x.exp.store.blobPath(h), filepath.Join(blobs, h.Hex)) // else layout.Write copies it
+		if fi, err := os.Lstat(x.exp.store.blobPath(h)); err == nil && fi.Mode().IsRegular() {
+			os.Link(x.exp.store.blobPath(h), filepath.Join(blobs, h.Hex)) // else layout.Write copies it
+		}
 	})
 	if err != nil {
 		return "", err
@@ -319,7 +321,7 @@ func (e *imageEncoder) encode(ctx context.Context, img v1.Image) (v1.Image, erro
 		}
 		eg.Go(func() error {
 			b, err := e.store.once(gctx, e.enc.key(cfg.RootFS.DiffIDs[i]), func() (encodedBlob, error) {
-				return e.store.encodeLayer(gctx, e.store.blobPath(l.Digest), l.MediaType, e.enc)
+				return e.store.encodeLayer(gctx, l, e.enc)
 			})
 			if err != nil {
 				return fmt.Errorf("layer %d (%s): %w", i+1, l.Digest, err)
@@ -356,12 +358,12 @@ func rebuilt(mf *v1.Manifest, cfg *v1.ConfigFile, adds []mutate.Addendum, diffID
 }
 
 func (e *imageEncoder) storeLayer(d v1.Descriptor, diffID v1.Hash) v1.Layer {
-	return &storeLayer{path: e.store.blobPath(d.Digest), desc: d, diffID: diffID}
+	return &storeLayer{store: e.store, desc: d, diffID: diffID}
 }
 
 // storeLayer is a layer blob in the store, its hashes known.
 type storeLayer struct {
-	path   string
+	store  *Store
 	desc   v1.Descriptor
 	diffID v1.Hash
 }
@@ -370,9 +372,9 @@ func (l *storeLayer) Digest() (v1.Hash, error)            { return l.desc.Digest
 func (l *storeLayer) DiffID() (v1.Hash, error)            { return l.diffID, nil }
 func (l *storeLayer) Size() (int64, error)                { return l.desc.Size, nil }
 func (l *storeLayer) MediaType() (types.MediaType, error) { return l.desc.MediaType, nil }
-func (l *storeLayer) Compressed() (io.ReadCloser, error)  { return os.Open(l.path) }
+func (l *storeLayer) Compressed() (io.ReadCloser, error)  { return l.store.openBlob(l.desc.Digest) }
 func (l *storeLayer) Uncompressed() (io.ReadCloser, error) {
-	f, err := os.Open(l.path)
+	f, err := l.store.openBlob(l.desc.Digest)
 	if err != nil {
 		return nil, err
 	}

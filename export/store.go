@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/containerd/containerd/v2/core/content"
@@ -22,7 +23,7 @@ import (
 //
 //	blobs/sha256/...   what BuildKit exported (new layers uncompressed) and
 //	                   the layers ov encoded, as in an OCI layout
-//	encoded/<key>      which encoded blob a layer became (see encodeKey)
+//	encoded/<key>      which encoded blob a layer became (see encoding.key)
 //
 // BuildKit writes into it as into any content store and skips what it
 // holds, so a layer crosses from buildkitd once; an encoded layer is
@@ -47,11 +48,18 @@ func OpenStore(dir string) (*Store, error) {
 	return &Store{dir: dir, cs: cs, inflight: map[string]*encodeCall{}}, nil
 }
 
-// Dir is the store's directory.
-func (s *Store) Dir() string { return s.dir }
-
 func (s *Store) blobPath(h v1.Hash) string {
 	return filepath.Join(s.dir, "blobs", h.Algorithm, h.Hex)
+}
+
+// openBlob opens blob h, refusing a symbolic link: the store is in the
+// project's .build/, and no file there may make ov read elsewhere.
+func (s *Store) openBlob(h v1.Hash) (*os.File, error) {
+	f, err := os.OpenFile(s.blobPath(h), os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, fmt.Errorf("export store: %w", err)
+	}
+	return f, nil
 }
 
 // exportTemp starts the names of an export's temp dirs in encoded/.

@@ -273,7 +273,7 @@ func (c *BuildCmd) provenance() string {
 // checkOutputDirs refuses symbolic links where the build writes under
 // .build/: the default OCI layouts and the build records.
 func (c *BuildCmd) checkOutputDirs(p *spec.Project, targets []string) error {
-	dirs := []string{explain.Dir}
+	dirs := append([]string{explain.Dir}, storeDirs...) // the store's whatever the builder (see encodingStore)
 	if c.Output == "" && !c.Push && !c.Load {
 		dirs = append(dirs, ociDir)
 		for _, n := range targets {

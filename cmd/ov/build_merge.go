@@ -63,6 +63,10 @@ func (f MergeFlags) exporter(dests []export.Dest, store *export.Store) export.Ex
 // storeMaxAge is how long the export store keeps what no build used.
 const storeMaxAge = 7 * 24 * time.Hour
 
+// storeDirs are the export store's directories, relative to the project:
+// where BuildKit (blobs, ingest) and ov (encoded) write.
+var storeDirs = []string{builddir.ExportStore + "/blobs/sha256", builddir.ExportStore + "/encoded", builddir.ExportStore + "/ingest"}
+
 // encodingStore is the export store of the project at dir when the
 // builder at addr runs on this host (export.Encoding: ov encodes the
 // layers), nil otherwise (BuildKit encodes and sends them itself, and
@@ -71,6 +75,12 @@ const storeMaxAge = 7 * 24 * time.Hour
 func encodingStore(dir, addr string) (*export.Store, error) {
 	if !builder.OnThisHost(addr) {
 		return nil, nil
+	}
+	// No symbolic link on the way to where BuildKit and ov write.
+	for _, d := range storeDirs {
+		if err := builddir.MkdirAll(dir, d); err != nil {
+			return nil, fmt.Errorf("export store: %w", err)
+		}
 	}
 	s, err := export.OpenStore(filepath.Join(dir, filepath.FromSlash(builddir.ExportStore)))
 	if err != nil {

@@ -120,6 +120,9 @@ func TestHostileSymlinkedOutputs(t *testing.T) {
 		{"oci dir", ".build/oci", []string{"build", "--builder", "tcp://127.0.0.1:9"}, ".build/oci is a symbolic link"},
 		{"oci image dir", ".build/oci/app", []string{"build", "--builder", "tcp://127.0.0.1:9"}, ".build/oci/app is a symbolic link"},
 		{"state dir", ".build/state", []string{"build", "--builder", "tcp://127.0.0.1:9"}, ".build/state is a symbolic link"},
+		{"export store", ".build/blobs", []string{"build", "--builder", "tcp://127.0.0.1:9"}, ".build/blobs is a symbolic link"},
+		{"export store blobs", ".build/blobs/blobs", []string{"build", "--builder", "tcp://127.0.0.1:9", "--push"}, ".build/blobs/blobs is a symbolic link"},
+		{"export store encodings", ".build/blobs/encoded", []string{"build", "--builder", "tcp://127.0.0.1:9"}, ".build/blobs/encoded is a symbolic link"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
