@@ -59,8 +59,8 @@ func (e encoding) mediaType(manifest types.MediaType) types.MediaType {
 	}
 }
 
-// encodeLayer writes the layer blob at src (of media type mt) into the store
-// as e says: decompressed, its tar headers' times no later than the epoch
+// encodeLayer writes the store's layer blob d into the store again as e
+// says (the blob must be d's digest's, see openBlob): decompressed, its tar headers' times no later than the epoch
 // (what BuildKit's rewrite-timestamp does, with the same archive/tar, so
 // the tar is the same), compressed (newGzip: several times faster than the
 // standard library's gzip, which BuildKit uses, for a few percent more
