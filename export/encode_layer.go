@@ -101,8 +101,11 @@ func (s *Store) encodeLayer(ctx context.Context, d v1.Descriptor, e encoding) (e
 	} else {
 		_, err = io.Copy(w, r)
 	}
-	if err == nil && gz != nil {
-		err = gz.Close()
+	if gz != nil {
+		// Closed on every path: its block goroutines wait for it.
+		if cerr := gz.Close(); err == nil {
+			err = cerr
+		}
 	}
 	if err == nil {
 		_, err = io.Copy(io.Discard, br) // what follows the stream, for the digest

@@ -367,3 +367,27 @@ func TestStoreKeepsOneEpoch(t *testing.T) {
 		}
 	}
 }
+
+type baseRecorder struct {
+	entryExport
+	got map[string][]v1.Hash
+}
+
+func (b *baseRecorder) SetBaseLayers(m map[string][]v1.Hash) { b.got = m }
+
+// Multi passes the base layers on to the exports that need them, so an
+// Encoding inside it still keeps the base's blobs.
+func TestMultiPassesBaseLayers(t *testing.T) {
+	rec := &baseRecorder{}
+	m := multiExport{entryExport(nil), rec}
+	var x Export = m
+	bl, ok := x.(BaseLayers)
+	if !ok {
+		t.Fatal("Multi's export does not take base layers")
+	}
+	want := map[string][]v1.Hash{"linux/amd64": {sha([]byte("base"))}}
+	bl.SetBaseLayers(want)
+	if len(rec.got["linux/amd64"]) != 1 || rec.got["linux/amd64"][0] != want["linux/amd64"][0] {
+		t.Errorf("passed on %v, want %v", rec.got, want)
+	}
+}
